@@ -1,0 +1,1 @@
+"""A benchmark of fine-tuning strategies for pretrained timm Vision Transformers."""

@@ -1,0 +1,366 @@
+"""`python -m benchmark {run,report,list}`: argument parsing and one-line errors; the work is elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+import strategies
+from benchmark import data
+from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, parse_value
+from benchmark.errors import UsageError
+
+DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
+console = Console(stderr=True, highlight=False)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line and exit status 2."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} takes KEY=VALUE; got '{pair}'")
+        values[key.strip()] = parse_value(value.strip())
+    return values
+
+
+def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    per_strategy: dict[str, dict[str, Any]] = {}
+    for key, value in _key_values(pairs, "--set").items():
+        name, sep, option = key.partition(".")
+        if not sep or not option:
+            raise UsageError(f"--set takes STRATEGY.KEY=VALUE, e.g. lora.r=16; got '{key}'")
+        strategies.get(name)
+        per_strategy.setdefault(name, {})[option] = value
+    return per_strategy
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated integers, e.g. 0,1,2; got '{text}'") from None
+    if not values:
+        raise UsageError(f"{flag} needs at least one value")
+    return values
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise UsageError(f"--shard takes I/N with 0 <= I < N, e.g. 0/4; got '{text}'") from None
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise UsageError(f"--shard takes I/N with 0 <= I < N, e.g. 0/4; got '{text}'")
+    return shard
+
+
+def _strategy_names(text: str) -> list[str]:
+    if text == "all":
+        return strategies.names()
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    for name in chosen:
+        strategies.get(name)
+    if not chosen:
+        raise UsageError(f"--strategies needs at least one name. Valid: all, {', '.join(strategies.names())}")
+    return list(dict.fromkeys(chosen))
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m benchmark", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    run = commands.add_parser("run", help="train and evaluate strategies; one parquet row per run")
+    run.add_argument("--strategies", default="all", help="comma-separated names, or 'all' (default)")
+    run.add_argument(
+        "--dataset", default="cifar10", help=f"one of {', '.join(data.DATASETS)} (default cifar10)"
+    )
+    run.add_argument("--model", default=DEFAULT_MODEL, help=f"a timm model name (default {DEFAULT_MODEL})")
+    run.add_argument(
+        "--weights", default="hub", help="'hub' (default) or a local .safetensors/.pth/.bin/.npz file"
+    )
+    run.add_argument("--no-pretrained", action="store_true", help="random initialisation for every strategy")
+    run.add_argument("--img-size", type=int, help="input resolution in pixels (default: the model's)")
+    run.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to timm.create_model, e.g. depth=4; repeatable",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STRATEGY.KEY=VALUE",
+        help="a strategy's option or training hyper-parameter, e.g. lora.r=16; repeatable",
+    )
+    defaults = TrainParams()
+    for key in TRAIN_KEYS:
+        flag = "--" + key.replace("_", "-")
+        if key == "augment":
+            run.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help="random crop and flip (default: the strategy's choice)",
+            )
+        else:
+            run.add_argument(
+                flag,
+                type=type(getattr(defaults, key)),
+                default=None,
+                help="default: the strategy's (see 'list')",
+            )
+    run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    run.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (default): bf16 autocast on GPU, fp32 on CPU",
+    )
+    run.add_argument("--val-fraction", type=float, help="share of the training set held out for validation")
+    run.add_argument("--data-dir", type=Path, default=Path("data"), help="dataset cache (default data)")
+    run.add_argument("--results-dir", type=Path, default=Path("results"), help="default results")
+    run.add_argument(
+        "--no-download", action="store_true", help="fail instead of downloading a missing dataset"
+    )
+    run.add_argument("--force", action="store_true", help="rerun cells that already have a successful row")
+    run.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="save each run's trained parameters under RESULTS_DIR/weights",
+    )
+    run.add_argument("--shard", default="0/1", help="I/N: run every N-th cell starting at I (default 0/1)")
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the plan with parameter counts; write nothing"
+    )
+    run.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON on stdout")
+
+    report = commands.add_parser("report", help="tables and plots from the results folder")
+    report.add_argument("--results-dir", type=Path, default=Path("results"))
+    report.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/report)")
+    report.add_argument("--dataset", help="only this dataset")
+    report.add_argument("--model", help="only this model")
+
+    commands.add_parser("list", help="the registered strategies and datasets, with their defaults")
+
+    demo = commands.add_parser(
+        "demo",
+        help="offline demo: every strategy on the real digits data, a tiny ViT "
+        "from random initialisation, on the CPU in minutes; then the report",
+    )
+    demo.add_argument("--results-dir", type=Path, default=Path("results/demo"))
+    demo.add_argument("--seeds", default="0")
+    return parser
+
+
+# The offline demo: scikit-learn's real 8x8 digits, upsampled to 32 px, cut into 16 patches of 8 px, for a
+# 4-block, 64-wide ViT trained from random initialisation. One recipe (AdamW) for all strategies, because
+# the strategies' own defaults assume pretrained weights.
+DEMO_ARGS = [
+    "--dataset",
+    "digits",
+    "--model",
+    "vit_tiny_patch16_224",
+    "--no-pretrained",
+    "--img-size",
+    "32",
+    "--model-arg",
+    "patch_size=8",
+    "--model-arg",
+    "depth=4",
+    "--model-arg",
+    "embed_dim=64",
+    "--model-arg",
+    "num_heads=4",
+    "--optimizer",
+    "adamw",
+    "--lr",
+    "2e-3",
+    "--weight-decay",
+    "0.05",
+    "--batch-size",
+    "64",
+    "--warmup-epochs",
+    "2",
+    "--epochs",
+    "40",
+    "--device",
+    "cpu",
+]
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    run_args = ["run", *DEMO_ARGS, "--seeds", args.seeds, "--results-dir", str(args.results_dir)]
+    console.print("python -m benchmark " + " ".join(run_args), markup=False)
+    status = main(run_args)
+    if status != 0:
+        return status
+    return main(["report", "--results-dir", str(args.results_dir)])
+
+
+def spec_from_args(args: argparse.Namespace):
+    from benchmark.sweep import SweepSpec
+
+    if args.no_pretrained and args.weights != "hub":
+        raise UsageError("--no-pretrained and --weights contradict each other; give one")
+    if args.img_size is not None and args.img_size < 1:
+        raise UsageError(f"--img-size must be a positive number of pixels; got {args.img_size}")
+    data.info(args.dataset)
+    train_flags = {key: getattr(args, key) for key in TRAIN_KEYS if getattr(args, key) is not None}
+    return SweepSpec(
+        strategies=_strategy_names(args.strategies),
+        dataset=args.dataset,
+        model=args.model,
+        weights="none" if args.no_pretrained else args.weights,
+        img_size=args.img_size,
+        model_args=_key_values(args.model_arg, "--model-arg"),
+        seeds=_int_list(args.seeds, "--seeds"),
+        train_flags=train_flags,
+        overrides=_overrides(args.set),
+        val_fraction=args.val_fraction,
+        data_dir=args.data_dir,
+        results_dir=args.results_dir,
+        shard=_shard(args.shard),
+    )
+
+
+def command_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from benchmark import distributed, store, sweep
+
+    spec = spec_from_args(args)
+    try:
+        device = distributed.resolve_device(args.device)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(
+            f"--device {args.device} is not usable here ({error}); valid: auto, cpu, cuda, cuda:N"
+        ) from None
+    spec.device = str(device)
+    spec.precision = (
+        ("bf16" if device.type == "cuda" else "fp32") if args.precision == "auto" else args.precision
+    )
+    cells = sweep.expand(spec)
+    plans = [sweep.plan(cell) for cell in cells]  # validates every cell against the architecture
+    if args.dry_run:
+        _print_plan(plans, as_json=args.json)
+        return 0
+    if args.json:
+        raise UsageError("--json goes with --dry-run")
+    store.check_writable(spec.results_dir)
+    dist = distributed.from_environment(device)
+    log = console.print if dist.is_main else (lambda *a, **k: None)
+    log(
+        f"{len(cells)} cell(s) on {device} ({spec.precision}), world size {dist.world_size}; "
+        f"results in {spec.results_dir}"
+    )
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        result = sweep.execute(
+            cells,
+            device,
+            dist,
+            lambda text: log(text, markup=False),
+            force=args.force,
+            keep_weights=args.keep_weights,
+            download=not args.no_download,
+        )
+    finally:
+        distributed.shutdown()
+    counts = (
+        ", ".join(f"{count} {status}" for status, count in sorted(result.statuses.items())) or "nothing run"
+    )
+    log(f"done: {counts}; {result.skipped} skipped as already done; {result.busy} left to other processes")
+    return result.exit_code
+
+
+def _print_plan(plans: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(plans, indent=2))
+        return
+    table = Table(title="Plan (nothing is run or written)")
+    for column in ("strategy", "seed", "trainable", "excl. head", "total", "epochs", "lr", "optimizer"):
+        table.add_column(column, justify="right" if column not in ("strategy", "optimizer") else "left")
+    for item in plans:
+        train = item["train"]
+        table.add_row(
+            item["strategy"],
+            str(item["seed"]),
+            f"{item['trainable_params']:,}",
+            f"{item['trainable_params_excluding_head']:,}",
+            f"{item['total_params']:,}",
+            str(train["epochs"]),
+            f"{train['lr']:g}",
+            train["optimizer"],
+        )
+    Console().print(table)
+
+
+def command_list(args: argparse.Namespace) -> int:
+    out = Console()
+    table = Table(title="Strategies")
+    for column in ("name", "what it trains", "options", "training defaults", "source"):
+        table.add_column(column, overflow="fold")
+    for name in strategies.names():
+        strategy = strategies.get(name)
+        options = ", ".join(f"{key}={value}" for key, value in dataclasses.asdict(strategy.Options()).items())
+        train = dataclasses.asdict(TrainParams(**strategy.defaults))
+        table.add_row(
+            name,
+            strategy.description,
+            options or "-",
+            ", ".join(f"{key}={value}" for key, value in train.items()),
+            strategy.source,
+        )
+    out.print(table)
+    table = Table(title="Datasets")
+    for column in ("name", "description", "classes", "validation share"):
+        table.add_column(column)
+    for dataset in data.DATASETS.values():
+        table.add_row(
+            dataset.name, dataset.description, str(dataset.num_classes), f"{dataset.default_val_fraction:.0%}"
+        )
+    out.print(table)
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from benchmark import report
+
+    return report.main(args.results_dir, args.out or args.results_dir / "report", args.dataset, args.model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"run": command_run, "report": command_report, "list": command_list, "demo": command_demo}
+        handler = handler[args.command]
+        return handler(args)
+    except UsageError as error:
+        console.print(f"error: {' '.join(str(error).split())}", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted", markup=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""One cell of a sweep (strategy x dataset x model x seed x hyper-parameters), resolved and validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+import strategies
+from benchmark.errors import UsageError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    """Training hyper-parameters. A strategy's `defaults` override these; flags override both."""
+
+    epochs: int = 10
+    batch_size: int = 128  # images per optimiser step, summed over all processes
+    lr: float = 0.003  # peak learning rate, reached after warm-up
+    optimizer: str = "momentum"  # a timm optimiser name: momentum = SGD, momentum 0.9, no Nesterov
+    weight_decay: float = 0.0  # not applied to norms, biases, position embedding and class token
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to 0, updated every step
+    clip_grad_norm: float = 1.0  # global L2 norm; 0 disables clipping
+    augment: bool = True  # random crop (4 px padding) and horizontal flip
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1; got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be at least 1; got {self.eval_batch_size}"),
+            (self.lr > 0, f"lr must be positive; got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be 0 or more; got {self.weight_decay}"),
+            (self.warmup_epochs >= 0, f"warmup_epochs must be 0 or more; got {self.warmup_epochs}"),
+            (self.clip_grad_norm >= 0, f"clip_grad_norm must be 0 (off) or more; got {self.clip_grad_norm}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+        _check_optimizer(self.optimizer)
+
+
+def _check_optimizer(name: str) -> None:
+    from timm.optim import list_optimizers
+
+    valid = list_optimizers()
+    if name not in valid:
+        raise UsageError(
+            f"unknown optimizer '{name}'.{did_you_mean(name, valid)} Valid include: "
+            "sgd, adamw, adam, lamb, lion (see timm.optim.list_optimizers())"
+        )
+
+
+TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainParams))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run. `config_hash` covers what changes the result, not where
+    files live or which device ran it."""
+
+    strategy: str
+    options: Any  # the strategy's Options dataclass instance
+    dataset: str
+    model: str
+    model_args: tuple[tuple[str, Any], ...]
+    weights: str  # "hub", "none", or the path of a local weights file
+    weights_sha256: str  # content hash of a local weights file, "" otherwise
+    img_size: int | None
+    seed: int
+    train: TrainParams
+    precision: str
+    val_fraction: float
+    device: str = "auto"
+    data_dir: Path = Path("data")
+    results_dir: Path = Path("results")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "none"
+
+    def semantic(self) -> dict[str, Any]:
+        """The fields that decide the outcome, as plain JSON values."""
+        return {
+            "strategy": self.strategy,
+            "options": to_jsonable(dataclasses.asdict(self.options)),
+            "dataset": self.dataset,
+            "model": self.model,
+            "model_args": dict(self.model_args),
+            "weights": self.weights_sha256 or self.weights,
+            "img_size": self.img_size,
+            "seed": self.seed,
+            "train": dataclasses.asdict(self.train),
+            "precision": self.precision,
+            "val_fraction": self.val_fraction,
+        }
+
+    @property
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.semantic(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def cell_hash(self) -> str:
+        """The same as config_hash but without the seed: runs that differ only in seed share it."""
+        canonical = json.dumps(self.semantic() | {"seed": None}, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        full = self.semantic() | {
+            "weights": self.weights,
+            "weights_sha256": self.weights_sha256,
+            "device": self.device,
+            "data_dir": str(self.data_dir),
+            "results_dir": str(self.results_dir),
+        }
+        return json.dumps(full, sort_keys=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [to_jsonable(item) for item in value]
+    return value
+
+
+def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as int, float, bool, list (comma separated) or str."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a parsed command-line value to a dataclass field's declared type."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else [value]
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if annotation is bool and isinstance(value, bool):
+        return value
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is str:
+        return str(value)
+    name = getattr(annotation, "__name__", str(annotation))
+    raise UsageError(f"{key} must be a {name}; got '{value}'")
+
+
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """Instantiate `cls` from string-parsed values, naming unknown keys and bad values in one line."""
+    hints = typing.get_type_hints(cls)
+    fields = [field.name for field in dataclasses.fields(cls)]
+    for key in values:
+        if key not in fields:
+            valid = ", ".join(fields) if fields else "none"
+            raise UsageError(f"unknown option '{prefix}{key}'.{did_you_mean(key, fields)} Valid: {valid}")
+    typed = {key: coerce(value, hints[key], prefix + key) for key, value in values.items()}
+    try:
+        return cls(**typed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def make_train_params(strategy: str, flags: dict[str, Any], overrides: dict[str, Any]) -> TrainParams:
+    """Strategy defaults, then command-line flags, then per-strategy `--set STRATEGY.KEY=VALUE`."""
+    values = dict(strategies.get(strategy).defaults) | flags | overrides
+    return build_dataclass(TrainParams, values, prefix=f"{strategy}.")
+
+
+def make_options(strategy: str, values: dict[str, Any]) -> Any:
+    return build_dataclass(strategies.get(strategy).Options, values, prefix=f"{strategy}.")
+
+
+def split_overrides(strategy: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate `--set` values into the strategy's own options and training hyper-parameters."""
+    option_keys = {field.name for field in dataclasses.fields(strategies.get(strategy).Options)}
+    train = {key: value for key, value in values.items() if key in TRAIN_KEYS and key not in option_keys}
+    options = {key: value for key, value in values.items() if key not in train}
+    return options, train

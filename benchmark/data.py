@@ -1,0 +1,242 @@
+"""Datasets: CIFAR-10/100 from the official archives, scikit-learn's digits, and synthetic images.
+
+Every loader returns uint8 image tensors (N, C, H, W) and int64 labels; the validation split is held
+out of the training set with a fixed seed, stratified by class, the same for every strategy and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import shutil
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets import CIFAR10, CIFAR100
+from torchvision.datasets.utils import check_integrity, download_url
+
+from benchmark.config import did_you_mean
+from benchmark.errors import UsageError
+
+VALIDATION_SEED = 20210612  # fixed: the held-out split never depends on the run's seed
+
+
+@dataclasses.dataclass
+class Split:
+    images: torch.Tensor  # uint8, (N, C, H, W)
+    labels: torch.Tensor  # int64, (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclasses.dataclass
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    class_names: list[str]
+    source: str  # what the run trained on, in words, recorded with every result
+    mirror_invariant: bool  # horizontal flips are a valid augmentation
+    verified: bool | None  # files match the official checksums (None: nothing to check)
+
+    def to(self, device: torch.device) -> Splits:
+        moved = {name: getattr(self, name).to(device) for name in ("train", "val", "test")}
+        return dataclasses.replace(self, **moved)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    num_classes: int
+    default_val_fraction: float
+    mirror_invariant: bool  # a horizontal flip keeps the label (not so for digits)
+    load: Callable[[Path, bool], tuple[Split, Split, list[str], str, bool | None]]
+
+
+# --- CIFAR -------------------------------------------------------------------------------------------
+
+
+def _cifar_class(name: str) -> type[CIFAR10]:
+    return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+
+
+def _read_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as file:
+            return pickle.load(file, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, ValueError, OSError) as error:
+        raise UsageError(
+            f"{path} is not a readable CIFAR batch ({error}); delete it and extract the archive again"
+        ) from None
+
+
+def _read_cifar_folder(folder: Path, spec: type[CIFAR10]) -> tuple[Split, Split, list[str], bool]:
+    """Read the official python layout: pickled batches of (N, 3072) uint8 rows and a meta file."""
+    expected = [name for name, _ in spec.train_list + spec.test_list] + [spec.meta["filename"]]
+    missing = [name for name in expected if not (folder / name).is_file()]
+    if missing:
+        raise UsageError(
+            f"{folder} lacks {', '.join(missing)}; expected the files {', '.join(expected)} "
+            f"from {spec.filename}"
+        )
+
+    def read(file_list: list[list[str]]) -> Split:
+        images, labels = [], []
+        for name, _ in file_list:
+            batch = _read_pickle(folder / name)
+            label_key = "labels" if "labels" in batch else "fine_labels"
+            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[label_key])
+        return Split(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64))
+
+    class_names = list(_read_pickle(folder / spec.meta["filename"])[spec.meta["key"]])
+    verified = all(check_integrity(str(folder / name), md5) for name, md5 in spec.train_list + spec.test_list)
+    return read(spec.train_list), read(spec.test_list), class_names, verified
+
+
+def _extract(archive: Path, data_dir: Path, spec: type[CIFAR10]) -> None:
+    """Extract into a temporary folder, then move into place, so a failure leaves nothing half-written."""
+    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".extract-") as scratch:
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(scratch, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            raise UsageError(
+                f"{archive} is corrupt or truncated ({error}); delete it and download {spec.url} again"
+            ) from None
+        extracted = Path(scratch) / spec.base_folder
+        if not extracted.is_dir():
+            raise UsageError(
+                f"{archive} does not hold the folder {spec.base_folder}/ of the official {spec.filename}"
+            )
+        shutil.move(str(extracted), data_dir / spec.base_folder)
+
+
+def _load_cifar(name: str, data_dir: Path, download: bool):
+    spec = _cifar_class(name)
+    folder, archive = data_dir / spec.base_folder, data_dir / spec.filename
+    if not folder.is_dir():
+        if not archive.is_file():
+            if not download:
+                raise UsageError(f"{name} is not in {data_dir}: put {spec.filename} ({spec.url}) there")
+            _download(spec, data_dir, name)
+        _extract(archive, data_dir, spec)
+    train, test, class_names, verified = _read_cifar_folder(folder, spec)
+    checked = "matches the official checksums" if verified else "does NOT match the official checksums"
+    return train, test, class_names, f"{name}: {folder} ({checked})", verified
+
+
+def _download(spec: type[CIFAR10], data_dir: Path, name: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url(spec.url, str(data_dir), spec.filename, spec.tgz_md5)  # verifies the md5
+    except Exception as error:  # network errors come in many types; all mean the same to the user
+        (data_dir / spec.filename).unlink(missing_ok=True)
+        raise UsageError(
+            f"{name} is not in {data_dir} and could not be downloaded ({error}); put "
+            f"{spec.filename} from {spec.url} in {data_dir}"
+        ) from None
+
+
+# --- digits and synthetic ----------------------------------------------------------------------------
+
+
+def _stratified_holdout(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Boolean mask of a class-balanced random `fraction` of the examples (at least one per class)."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for label in labels.unique():
+        members = (labels == label).nonzero().flatten()
+        count = max(1, round(fraction * len(members)))
+        mask[members[torch.randperm(len(members), generator=generator)[:count]]] = True
+    return mask
+
+
+def _load_digits(data_dir: Path, download: bool):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # 1,797 real 8x8 handwritten digits, values 0..16, shipped with scikit-learn
+    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    images = torch.from_numpy(pixels)[:, None].expand(-1, 3, -1, -1).contiguous()  # grey to 3 channels
+    labels = torch.from_numpy(digits.target).long()
+    test_mask = _stratified_holdout(labels, 0.2, seed=VALIDATION_SEED + 1)  # fixed 20% test split
+    train, test = Split(images[~test_mask], labels[~test_mask]), Split(images[test_mask], labels[test_mask])
+    names = [str(digit) for digit in range(10)]
+    return train, test, names, "digits: scikit-learn's 8x8 handwritten digits (real data, offline)", None
+
+
+def _load_synthetic(data_dir: Path, download: bool):
+    """Generated 16x16 images: a fixed random pattern per class plus noise, so there is something to learn."""
+    generator = torch.Generator().manual_seed(0)
+    num_classes, size = 10, 16
+    templates = torch.randn(num_classes, 3, size, size, generator=generator)
+
+    def make(count: int) -> Split:
+        labels = torch.arange(count) % num_classes
+        noise = torch.randn(count, 3, size, size, generator=generator)
+        pixels = 128 + 40 * templates[labels] + 40 * noise
+        return Split(pixels.clamp(0, 255).round().to(torch.uint8), labels)
+
+    train, test = make(600), make(200)
+    names = [f"class_{index}" for index in range(num_classes)]
+    return train, test, names, "synthetic: generated patterns + noise (not real images)", None
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo(
+        "cifar10",
+        "CIFAR-10, 32x32 colour images, official archive",
+        10,
+        0.02,
+        True,
+        lambda data_dir, download: _load_cifar("cifar10", data_dir, download),
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100",
+        "CIFAR-100, 32x32 colour images, fine labels, official archive",
+        100,
+        0.02,
+        True,
+        lambda data_dir, download: _load_cifar("cifar100", data_dir, download),
+    ),
+    "digits": DatasetInfo(
+        "digits", "scikit-learn's 8x8 handwritten digits: real data, no network", 10, 0.1, False, _load_digits
+    ),
+    "synthetic": DatasetInfo(
+        "synthetic", "generated 16x16 class patterns + noise, for tests", 10, 0.1, False, _load_synthetic
+    ),
+}
+
+
+def info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise UsageError(
+            f"unknown dataset '{name}'.{did_you_mean(name, DATASETS)} Valid: {', '.join(DATASETS)}"
+        )
+    return DATASETS[name]
+
+
+def load(name: str, data_dir: Path, val_fraction: float, download: bool = True) -> Splits:
+    """Load a dataset and hold out a fixed, class-stratified validation split from its training set."""
+    dataset = info(name)
+    train, test, class_names, source, verified = dataset.load(Path(data_dir), download)
+    val_mask = _stratified_holdout(train.labels, val_fraction, seed=VALIDATION_SEED)
+    return Splits(
+        train=Split(train.images[~val_mask], train.labels[~val_mask]),
+        val=Split(train.images[val_mask], train.labels[val_mask]),
+        test=test,
+        class_names=class_names,
+        source=source,
+        mirror_invariant=dataset.mirror_invariant,
+        verified=verified,
+    )

@@ -1,0 +1,9 @@
+"""Errors the command line reports in one line, without a traceback."""
+
+
+class UsageError(Exception):
+    """Bad input: what was wrong and what is valid. The CLI prints it and exits with status 2."""
+
+
+class Diverged(Exception):
+    """The training loss became non-finite."""

@@ -1,0 +1,265 @@
+"""The report's figures: one set per dataset and model, one colour per strategy across all of them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from benchmark.report import strategy_colours
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _styles(table: pd.DataFrame, colours: dict) -> dict[str, dict]:
+    """Colour from the strategy; marker tells apart several cells of one strategy."""
+    styles, seen = {}, {}
+    for _, row in table.iterrows():
+        count = seen.get(row["strategy"], 0)
+        seen[row["strategy"]] = count + 1
+        styles[row["label"]] = {"color": colours[row["strategy"]], "marker": MARKERS[count % len(MARKERS)]}
+    return styles
+
+
+def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
+    """Cells that no other cell beats on both: lower cost and higher value."""
+    ordered = points.dropna(subset=[cost, value]).sort_values([cost, value], ascending=[True, False])
+    front, best = [], -np.inf
+    for index, row in ordered.iterrows():
+        if row[value] > best:
+            front.append(index)
+            best = row[value]
+    return ordered.loc[front]
+
+
+def _scatter(group: pd.DataFrame, styles: dict, x: str, xlabel: str, title: str, front: bool) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for _, row in group.iterrows():
+        ax.errorbar(
+            row[x],
+            row["test_top1"],
+            yerr=row["test_top1_std"] if pd.notna(row["test_top1_std"]) else None,
+            xerr=row.get(x + "_std") if pd.notna(row.get(x + "_std", np.nan)) else None,
+            fmt=styles[row["label"]]["marker"],
+            color=styles[row["label"]]["color"],
+            capsize=4,
+            markersize=8,
+            label=f"{row['label']} (n={int(row['seeds'])})",
+        )
+    if front:
+        line = pareto_front(group, x, "test_top1")
+        ax.plot(line[x], line["test_top1"], "--", color="grey", linewidth=1, label="Pareto front", zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="strategy (seeds)", frameon=False)
+    return fig
+
+
+def _costs(group: pd.DataFrame, styles: dict, title: str) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(3, 0.5 * len(group) + 1.5)))
+    colours = [styles[label]["color"] for label in group["label"]]
+    for ax, column, xlabel in (
+        (axes[0], "peak_memory_mib", "peak memory (MiB)"),
+        (axes[1], "train_images_per_second", "training throughput (images/s)"),
+    ):
+        ax.barh(group["label"], group[column], color=colours)
+        ax.set_xlabel(xlabel)
+        ax.invert_yaxis()
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[1].set_yticklabels([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _learning_curves(history: pd.DataFrame, styles: dict, title: str) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    palette = {label: style["color"] for label, style in styles.items()}
+    history = history.assign(val_top1_percent=history["val_top1"] * 100)
+    for ax, column, ylabel in (
+        (axes[0], "val_top1_percent", "validation top-1 accuracy (%)"),
+        (axes[1], "train_loss", "training loss (cross-entropy)"),
+    ):
+        sns.lineplot(
+            data=history,
+            x="epoch",
+            y=column,
+            hue="label",
+            palette=palette,
+            errorbar="sd",
+            ax=ax,
+            legend=ax is axes[1],
+        )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(
+        loc="upper left", bbox_to_anchor=(1.02, 1), title="strategy (band: ± 1 sd over seeds)", frameon=False
+    )
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _confusions(
+    best_runs: pd.DataFrame, confusion: pd.DataFrame, class_names: list[str], title: str
+) -> plt.Figure:
+    count = len(best_runs)
+    columns = min(count, 3)
+    rows = int(np.ceil(count / columns))
+    classes = len(class_names)
+    side = 4 if classes <= 20 else 6
+    fig, axes = plt.subplots(rows, columns, figsize=(side * columns + 1, side * rows + 0.5), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.axis("off")
+    for ax, (_, run) in zip(axes.flat, best_runs.iterrows()):
+        cells = confusion[confusion["run_id"] == run["run_id"]]
+        matrix = np.zeros((classes, classes))
+        matrix[cells["true_index"], cells["predicted_index"]] = cells["count"]
+        recall = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+        names = class_names if classes <= 20 else False
+        sns.heatmap(
+            recall * 100,
+            ax=ax,
+            vmin=0,
+            vmax=100,
+            cmap="Blues",
+            square=True,
+            cbar=ax is axes.flat[count - 1],
+            cbar_kws={"label": "% of the true class"},
+            xticklabels=names,
+            yticklabels=names,
+            annot=classes <= 10,
+            fmt=".0f",
+            annot_kws={"size": 7},
+        )
+        ax.set_title(f"{run['label']}\n(seed {run['seed']}, test top-1 {run['test_top1']:.1%})", fontsize=10)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _per_class(per_class: pd.DataFrame, title: str) -> plt.Figure:
+    matrix = (
+        per_class.pivot_table(index="label", columns="class_index", values="accuracy", aggfunc="mean") * 100
+    )
+    names = per_class.drop_duplicates("class_index").set_index("class_index")["class_name"]
+    classes = matrix.shape[1]
+    fig, ax = plt.subplots(figsize=(max(8, 0.16 * classes + 3), 0.5 * len(matrix) + 2))
+    sns.heatmap(
+        matrix,
+        ax=ax,
+        vmin=0,
+        vmax=100,
+        cmap="viridis",
+        cbar_kws={"label": "test accuracy of the class (%)"},
+        xticklabels=[names[index] for index in matrix.columns],
+        annot=classes <= 10,
+        fmt=".0f",
+    )
+    ax.set_xlabel("class")
+    ax.set_ylabel("strategy")
+    ax.tick_params(axis="x", labelsize=7 if classes > 20 else 9)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def render_all(
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    epochs: pd.DataFrame,
+    classes: pd.DataFrame,
+    confusion: pd.DataFrame,
+    out: Path,
+) -> list[Path]:
+    colours = strategy_colours(sorted(set(table["strategy"])))
+    ok = runs[runs["status"] == "ok"].merge(table[["cell_hash", "label"]], on="cell_hash")
+    written = []
+    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
+        group = group[group["seeds"] > 0]
+        if group.empty:
+            continue
+        styles = _styles(group, colours)
+        prefix = out / f"{_slug(dataset)}__{_slug(model)}__"
+        where = f"{dataset} · {model}"
+        mine = ok[(ok["dataset"] == dataset) & (ok["model"] == model)]
+        written.append(
+            _save(
+                _scatter(
+                    group,
+                    styles,
+                    "trainable_params",
+                    "trainable parameters (log scale)",
+                    f"Accuracy vs trainable parameters — {where}",
+                    front=True,
+                ),
+                Path(f"{prefix}accuracy_vs_params.png"),
+            )
+        )
+        written.append(
+            _save(
+                _scatter(
+                    group,
+                    styles,
+                    "train_seconds",
+                    "training time (s, log scale)",
+                    f"Accuracy vs training time — {where}",
+                    front=True,
+                ),
+                Path(f"{prefix}accuracy_vs_time.png"),
+            )
+        )
+        written.append(
+            _save(_costs(group, styles, f"Memory and throughput — {where}"), Path(f"{prefix}costs.png"))
+        )
+        history = epochs.merge(mine[["run_id", "label"]], on="run_id") if not epochs.empty else pd.DataFrame()
+        if not history.empty:
+            written.append(
+                _save(
+                    _learning_curves(history, styles, f"Learning curves — {where}"),
+                    Path(f"{prefix}learning_curves.png"),
+                )
+            )
+        per_class = (
+            classes.merge(mine[["run_id", "label"]], on="run_id") if not classes.empty else pd.DataFrame()
+        )
+        if not per_class.empty:
+            names = list(per_class.drop_duplicates("class_index").sort_values("class_index")["class_name"])
+            best = mine.sort_values("test_top1", ascending=False).drop_duplicates("label")
+            best = best.set_index("label").loc[
+                [label for label in group["label"] if label in set(best["label"])]
+            ]
+            best = best.reset_index()
+            written.append(
+                _save(
+                    _confusions(best, confusion, names, f"Confusion matrices (best run) — {where}"),
+                    Path(f"{prefix}confusion.png"),
+                )
+            )
+            written.append(
+                _save(
+                    _per_class(per_class, f"Per-class test accuracy (mean over seeds) — {where}"),
+                    Path(f"{prefix}per_class.png"),
+                )
+            )
+    return written

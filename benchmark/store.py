@@ -1,0 +1,177 @@
+"""Results on disk: one parquet file per run and table, written atomically; read back as DataFrames.
+
+Layout under the results folder (each table readable with `pandas.read_parquet(folder / table)`):
+  runs/<run_id>.parquet     one row per run: the cell, its outcomes and costs, provenance
+  epochs/<run_id>.parquet   per-epoch history
+  classes/<run_id>.parquet  per-class test accuracy
+  confusion/<run_id>.parquet  test confusion matrix, long format (true, predicted, count)
+  claims/<config_hash>.lock   held (flock) by the process running that cell
+  checkpoints/<config_hash>.pt  the unfinished cell's last end-of-epoch state
+Temporary files start with '.', which pandas and pyarrow skip, and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from benchmark.errors import UsageError
+
+
+def _fields(kind: pa.DataType, names: str) -> list[tuple[str, pa.DataType]]:
+    return [(name, kind) for name in names.split()]
+
+
+# Every file of a table has exactly this schema, so `pandas.read_parquet(folder)` reads them together;
+# results/README.md documents each column.
+SCHEMAS = {
+    "runs": pa.schema(
+        _fields(
+            pa.string(),
+            "run_id status error started_at finished_at config_hash cell_hash strategy "
+            "strategy_options dataset data_source model model_args weights weights_file optimizer precision "
+            "device device_name config_json memory_kind torch_version timm_version peft_version "
+            "python_version hostname git_commit",
+        )
+        + _fields(pa.bool_(), "data_verified pretrained augment trunk_frozen trunk_cached")
+        + _fields(
+            pa.int64(),
+            "seed n_train n_val n_test num_classes img_size epochs batch_size eval_batch_size "
+            "world_size best_val_epoch epochs_completed resumed_from_epoch trainable_params "
+            "trainable_params_excluding_head head_params total_params peak_memory_bytes",
+        )
+        + _fields(
+            pa.float64(),
+            "lr weight_decay warmup_epochs clip_grad_norm val_fraction test_top1 test_top5 "
+            "test_loss test_macro_f1 test_top1_at_best_val best_val_top1 final_val_top1 trainable_fraction "
+            "train_seconds eval_seconds train_images_per_second",
+        )
+    ),
+    "epochs": pa.schema(
+        _fields(pa.string(), "run_id")
+        + _fields(pa.int64(), "epoch")
+        + _fields(pa.float64(), "train_loss train_top1 val_loss val_top1 lr train_seconds")
+    ),
+    "classes": pa.schema(
+        _fields(pa.string(), "run_id class_name")
+        + _fields(pa.int64(), "class_index support")
+        + _fields(pa.float64(), "accuracy")
+    ),
+    "confusion": pa.schema(
+        _fields(pa.string(), "run_id") + _fields(pa.int64(), "true_index predicted_index count")
+    ),
+}
+TABLES = tuple(SCHEMAS)
+# Columns without which a file of the table is not a run of this benchmark.
+REQUIRED = {
+    "runs": {"run_id", "status", "config_hash", "cell_hash", "strategy", "dataset", "model", "seed"},
+    "epochs": {"run_id", "epoch", "train_loss", "val_top1"},
+    "classes": {"run_id", "class_index", "class_name", "accuracy"},
+    "confusion": {"run_id", "true_index", "predicted_index", "count"},
+}
+
+
+def check_writable(results_dir: Path) -> None:
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        probe = results_dir / f".write-test-{uuid.uuid4().hex}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(
+            f"results folder {results_dir} is not writable ({error.strerror}); "
+            "pass --results-dir with a writable folder"
+        ) from None
+
+
+def to_arrow(frame: pd.DataFrame, table: str) -> pa.Table:
+    """The frame in the table's schema: absent columns become nulls, unknown columns are an error."""
+    schema = SCHEMAS[table]
+    unknown = set(frame.columns) - set(schema.names)
+    if unknown:
+        raise ValueError(f"columns {sorted(unknown)} are not in the {table} schema (benchmark/store.py)")
+    frame = frame.reindex(columns=schema.names)
+    frame = frame.astype({name: object for name in schema.names if frame[name].isna().all()})
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def write_atomic(frame: pd.DataFrame, path: Path, table: str) -> None:
+    """Write to a hidden temporary name in the same folder, flush to disk, then rename into place."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
+    pq.write_table(to_arrow(frame, table), temporary)
+    with open(temporary, "rb") as file:
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def write_run(results_dir: Path, run_id: str, row: dict, tables: dict[str, pd.DataFrame]) -> None:
+    """The detail tables first, the run row last: a row on disk means its details are there too."""
+    for name, frame in tables.items():
+        write_atomic(frame.assign(run_id=run_id), results_dir / name / f"{run_id}.parquet", name)
+    write_atomic(pd.DataFrame([row]), results_dir / "runs" / f"{run_id}.parquet", "runs")
+
+
+def read(results_dir: Path, table: str = "runs") -> pd.DataFrame:
+    """Every file of one table; a file that is not a readable run is named in a warning and skipped."""
+    frames = []
+    for path in sorted((Path(results_dir) / table).glob("*")):
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several types for foreign or damaged files
+            warnings.warn(
+                f"skipping {path}: not a readable results file ({type(error).__name__})", stacklevel=2
+            )
+            continue
+        missing = REQUIRED[table] - set(frame.columns)
+        if missing:
+            warnings.warn(f"skipping {path}: lacks the columns {', '.join(sorted(missing))}", stacklevel=2)
+            continue
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def completed_hashes(results_dir: Path) -> set[str]:
+    """Config hashes of cells that already have a successful run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = read(results_dir, "runs")
+    if runs.empty:
+        return set()
+    return set(runs.loc[runs["status"] == "ok", "config_hash"])
+
+
+@contextlib.contextmanager
+def claim(results_dir: Path, config_hash: str) -> Iterator[bool]:
+    """Hold an exclusive lock on a cell while it runs. Yields False if another process holds it.
+
+    The kernel releases the lock when the holder dies, SIGKILL included, so no claim goes stale.
+    """
+    folder = results_dir / "claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{config_hash}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def checkpoint_path(results_dir: Path, config_hash: str) -> Path:
+    return results_dir / "checkpoints" / f"{config_hash}.pt"

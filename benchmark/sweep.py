@@ -1,0 +1,364 @@
+"""A sweep: the cells a `run` command asks for, checked before anything runs, then run one by one.
+
+Each finished cell, successful or not, becomes a row on disk. Cells with a successful row are skipped
+(resume); a lock per cell keeps concurrent processes from running the same cell twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import functools
+import json
+import platform
+import signal
+import socket
+import subprocess
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import strategies
+from benchmark import backbone as backbones
+from benchmark import data, store
+from benchmark.config import RunConfig, make_options, make_train_params, split_overrides
+from benchmark.distributed import Dist
+from benchmark.errors import Diverged, UsageError
+from benchmark.measure import ParamCounts
+from benchmark.runner import fresh_copy, run, seed_everything
+
+
+@dataclasses.dataclass
+class SweepSpec:
+    """What the user asked for, before expansion into cells."""
+
+    strategies: list[str]
+    dataset: str
+    model: str
+    weights: str = "hub"  # "hub", "none" or a file path
+    img_size: int | None = None
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    train_flags: dict[str, Any] = dataclasses.field(default_factory=dict)  # only flags the user gave
+    overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # --set, per strategy
+    precision: str = "fp32"
+    device: str = "cpu"
+    val_fraction: float | None = None
+    data_dir: Path = Path("data")
+    results_dir: Path = Path("results")
+    shard: tuple[int, int] = (0, 1)
+
+
+def expand(spec: SweepSpec) -> list[RunConfig]:
+    """Every (strategy, seed) cell with its resolved options and hyper-parameters; this shard's share."""
+    dataset = data.info(spec.dataset)
+    backbones.check_model_name(spec.model)
+    for name in list(spec.overrides):
+        strategies.get(name) if name in spec.strategies else _not_in_sweep(name, spec.strategies)
+    weights_sha = ""
+    if spec.weights not in ("hub", "none"):
+        weights_sha = backbones.file_sha256(backbones.check_weights_file(spec.weights))
+    val_fraction = dataset.default_val_fraction if spec.val_fraction is None else spec.val_fraction
+    if not 0 < val_fraction < 1:
+        raise UsageError(f"--val-fraction must be between 0 and 1 (exclusive); got {val_fraction}")
+    cells = []
+    for name in spec.strategies:
+        strategy = strategies.get(name)
+        option_values, train_values = split_overrides(name, spec.overrides.get(name, {}))
+        options = make_options(name, option_values)
+        train = make_train_params(name, spec.train_flags, train_values)
+        pretrained = strategy.uses_pretrained and spec.weights != "none"
+        for seed in spec.seeds:
+            cells.append(
+                RunConfig(
+                    strategy=name,
+                    options=options,
+                    dataset=spec.dataset,
+                    model=spec.model,
+                    model_args=tuple(sorted(spec.model_args.items())),
+                    weights=spec.weights if pretrained else "none",
+                    weights_sha256=weights_sha if pretrained else "",
+                    img_size=spec.img_size,
+                    seed=seed,
+                    train=train,
+                    precision=spec.precision,
+                    val_fraction=val_fraction,
+                    device=spec.device,
+                    data_dir=spec.data_dir,
+                    results_dir=spec.results_dir,
+                )
+            )
+    index, count = spec.shard
+    return cells[index::count]
+
+
+def _not_in_sweep(name: str, chosen: list[str]) -> None:
+    strategies.get(name)  # an unknown name gets the registry's error
+    raise UsageError(f"--set names strategy '{name}', which is not in --strategies ({', '.join(chosen)})")
+
+
+def plan(cell: RunConfig) -> dict[str, Any]:
+    """The cell with its parameter counts, from the architecture on the meta device: no data, no weights."""
+    skeleton = backbones.create_skeleton(
+        cell.model, data.info(cell.dataset).num_classes, cell.img_size, dict(cell.model_args)
+    )
+    try:
+        model = strategies.get(cell.strategy)(cell.options).prepare(skeleton)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    counts = ParamCounts.of(model)
+    return {
+        "strategy": cell.strategy,
+        "dataset": cell.dataset,
+        "model": cell.model,
+        "seed": cell.seed,
+        "options": dataclasses.asdict(cell.options),
+        "trainable_params": counts.trainable,
+        "trainable_params_excluding_head": counts.trainable_excluding_head,
+        "head_params": counts.head,
+        "total_params": counts.total,
+        "weights": cell.weights,
+        "train": dataclasses.asdict(cell.train),
+        "config_hash": cell.config_hash,
+    }
+
+
+# --- provenance ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def provenance() -> dict[str, str]:
+    import peft
+    import timm
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    return {
+        "torch_version": torch.__version__,
+        "timm_version": timm.__version__,
+        "peft_version": peft.__version__,
+        "python_version": platform.python_version(),
+        "hostname": socket.gethostname(),
+        "git_commit": (commit + ("+dirty" if dirty else "")) if commit else "unknown",
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def identity_row(cell: RunConfig, splits: data.Splits, device: torch.device, dist: Dist) -> dict[str, Any]:
+    return {
+        "config_hash": cell.config_hash,
+        "cell_hash": cell.cell_hash,
+        "strategy": cell.strategy,
+        "strategy_options": json.dumps(dataclasses.asdict(cell.options), sort_keys=True),
+        "dataset": cell.dataset,
+        "data_source": splits.source,
+        "data_verified": splits.verified,
+        "n_train": len(splits.train),
+        "n_val": len(splits.val),
+        "n_test": len(splits.test),
+        "num_classes": len(splits.class_names),
+        "model": cell.model,
+        "model_args": json.dumps(dict(cell.model_args), sort_keys=True),
+        "pretrained": cell.pretrained,
+        "img_size": cell.img_size,
+        "seed": cell.seed,
+        **dataclasses.asdict(cell.train),
+        "precision": cell.precision,
+        "val_fraction": cell.val_fraction,
+        "device": str(device),
+        "device_name": device_name(device),
+        "world_size": dist.world_size,
+        "config_json": cell.to_json(),
+        **provenance(),
+    }
+
+
+# --- execution ----------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class BackboneSource:
+    """Pretrained backbones are loaded once per sweep and copied per cell; random ones are made per seed."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self._pretrained: dict[tuple, backbones.Backbone] = {}
+
+    def key(self, cell: RunConfig) -> tuple:
+        return cell.model, cell.weights, cell.img_size, cell.model_args
+
+    def preload(self, cell: RunConfig) -> None:
+        if cell.pretrained and self.key(cell) not in self._pretrained:
+            self._pretrained[self.key(cell)] = backbones.create(
+                cell.model, self.num_classes, cell.weights, cell.img_size, dict(cell.model_args)
+            )
+
+    def for_cell(self, cell: RunConfig) -> backbones.Backbone:
+        if cell.pretrained:
+            return fresh_copy(self._pretrained[self.key(cell)])
+        return backbones.create(cell.model, self.num_classes, "none", cell.img_size, dict(cell.model_args))
+
+
+@dataclasses.dataclass
+class SweepResult:
+    statuses: Counter
+    skipped: int = 0
+    busy: int = 0
+    run_ids: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.statuses["cancelled"]:
+            return 130
+        return 1 if self.statuses["failed"] or self.statuses["diverged"] else 0
+
+
+def execute(
+    cells: list[RunConfig],
+    device: torch.device,
+    dist: Dist,
+    log,
+    force: bool = False,
+    keep_weights: bool = False,
+    download: bool = True,
+) -> SweepResult:
+    """Run the cells that have no successful row yet; every cell that starts ends as a row on disk."""
+    result = SweepResult(Counter())
+    results_dir = cells[0].results_dir
+    done = dist.broadcast(set() if force else store.completed_hashes(results_dir) if dist.is_main else None)
+    pending = [cell for cell in cells if cell.config_hash not in done]
+    result.skipped = len(cells) - len(pending)
+    if result.skipped:
+        log(f"skipping {result.skipped} cell(s) already done in {results_dir} (--force reruns them)")
+    if not pending:
+        return result
+    first = pending[0]
+    splits = data.load(first.dataset, first.data_dir, first.val_fraction, download).to(device)
+    source = BackboneSource(len(splits.class_names))
+    for cell in pending:
+        source.preload(cell)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # schedulers send SIGTERM
+    try:
+        for number, cell in enumerate(pending, 1):
+            log(
+                f"[{number}/{len(pending)}] {cell.strategy} on {cell.dataset}, seed {cell.seed} "
+                f"({cell.config_hash})"
+            )
+            status = _run_claimed(cell, splits, source, device, dist, log, force, keep_weights, result)
+            if status == "cancelled":
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    return result
+
+
+def _run_claimed(cell, splits, source, device, dist, log, force, keep_weights, result) -> str | None:
+    with store.claim(cell.results_dir, cell.config_hash) if dist.is_main else _held() as claimed:
+        claimed = dist.broadcast(claimed)
+        already = dist.broadcast(
+            cell.config_hash in store.completed_hashes(cell.results_dir)
+            if dist.is_main and claimed and not force
+            else False
+        )
+        if not claimed or already:
+            log("  another process is running or has finished this cell; moving on")
+            result.busy += 1
+            return None
+        status = _run_one(cell, splits, source, device, dist, log, keep_weights, result)
+        result.statuses[status] += 1
+        return status
+
+
+@contextlib.contextmanager
+def _held():
+    """Ranks other than 0 do not claim; rank 0's claim is broadcast to them."""
+    yield True
+
+
+def _run_one(cell, splits, source, device, dist, log, keep_weights, result) -> str:
+    run_id = (
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S}-{cell.strategy}-{cell.config_hash[:8]}"
+    )
+    row = {"run_id": run_id, "started_at": _now(), **identity_row(cell, splits, device, dist)}
+    outcome, status, error = None, "ok", ""
+    try:
+        seed_everything(cell.seed)
+        backbone = source.for_cell(cell)
+        row["weights"] = backbone.weights
+        outcome = run(
+            cell, splits, backbone, device, dist, on_epoch=lambda record: log(_epoch_line(record, cell))
+        )
+    except KeyboardInterrupt:
+        status, error = "cancelled", "interrupted (Ctrl-C or SIGTERM)"
+    except Diverged as failure:
+        status, error = "diverged", str(failure)
+    except torch.cuda.OutOfMemoryError as failure:
+        status, error = "failed", f"out of memory: {str(failure).splitlines()[0]}"
+    except Exception as failure:  # any error in one cell is recorded, and the sweep goes on
+        status, error = "failed", f"{type(failure).__name__}: {failure}"
+        log(traceback.format_exc().rstrip())
+    row.update(status=status, error=error, finished_at=_now())
+    row.setdefault("weights", cell.weights)
+    if dist.is_main:
+        if outcome is not None:
+            row.update(outcome.row)
+            if keep_weights:
+                row["weights_file"] = str(save_trained(cell, outcome, run_id))
+        store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
+        if status in ("ok", "diverged"):
+            store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
+    result.run_ids.append(run_id)
+    summary = f"test top-1 {row['test_top1']:.2%}" if status == "ok" else error
+    log(f"  {status}: {summary}")
+    return status
+
+
+def _epoch_line(record: dict, cell: RunConfig) -> str:
+    return (
+        f"  epoch {record['epoch']}/{cell.train.epochs}  train loss {record['train_loss']:.4f}  "
+        f"val top-1 {record['val_top1']:.2%}  ({record['train_seconds']:.1f} s)"
+    )
+
+
+def save_trained(cell: RunConfig, outcome, run_id: str) -> Path:
+    """The trained parameters (adapter and head, or all of them) with what is needed to rebuild the model."""
+    from safetensors.torch import save_file
+
+    path = cell.results_dir / "weights" / f"{run_id}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: tensor.contiguous() for name, tensor in outcome.final_state.items()}
+    save_file(tensors, str(path), metadata={"config_json": cell.to_json(), "run_id": run_id})
+    return path

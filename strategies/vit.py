@@ -1,0 +1,72 @@
+"""Cutting a timm VisionTransformer into a frozen prefix (trunk) and a trainable rest."""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from strategies.base import Split
+
+
+def require_vit(model: nn.Module, strategy: str) -> VisionTransformer:
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(
+            f"strategy '{strategy}' needs a timm VisionTransformer (a model with .blocks); "
+            f"got {type(model).__name__}"
+        )
+    return model
+
+
+class _Prefix(nn.Module):
+    """Patch and position embedding plus the first `n_blocks` blocks; with `pooled`, also the
+    final norm and pooling, giving the pre-logits features."""
+
+    def __init__(self, vit: VisionTransformer, n_blocks: int, pooled: bool) -> None:
+        super().__init__()
+        self.patch_embed = vit.patch_embed
+        self.pos_drop, self.patch_drop, self.norm_pre = vit.pos_drop, vit.patch_drop, vit.norm_pre
+        self.blocks = nn.Sequential(*vit.blocks[:n_blocks])
+        self.norm = vit.norm if pooled else nn.Identity()
+        self.fc_norm = vit.fc_norm if pooled else nn.Identity()
+        self._pos_embed = vit._pos_embed  # adds the class token and position embedding
+        self._pool = vit.pool if pooled else None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(images))))
+        x = self.norm(self.blocks(x))
+        return self.fc_norm(self._pool(x)) if self._pool is not None else x
+
+
+class _Suffix(nn.Module):
+    """Blocks from `first_block` on, the final norm, pooling and the head."""
+
+    def __init__(self, vit: VisionTransformer, first_block: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*vit.blocks[first_block:])
+        self.norm, self.fc_norm, self.head_drop, self.head = vit.norm, vit.fc_norm, vit.head_drop, vit.head
+        self.attn_pool = vit.attn_pool  # registered here so its parameters train (None for token pooling)
+        self._pool = vit.pool
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self._pool(self.norm(self.blocks(tokens)))
+        return self.head(self.head_drop(self.fc_norm(x)))
+
+
+class _Head(nn.Module):
+    def __init__(self, vit: VisionTransformer) -> None:
+        super().__init__()
+        self.head_drop, self.head = vit.head_drop, vit.head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(features))
+
+
+def split_features(vit: VisionTransformer) -> Split:
+    """Trunk: the whole backbone up to the pooled features; rest: the head."""
+    return Split(trunk=_Prefix(vit, len(vit.blocks), pooled=True), rest=_Head(vit))
+
+
+def split_blocks(vit: VisionTransformer, n_frozen_blocks: int) -> Split:
+    """Trunk: embeddings and the first `n_frozen_blocks` blocks; rest: everything after."""
+    return Split(trunk=_Prefix(vit, n_frozen_blocks, pooled=False), rest=_Suffix(vit, n_frozen_blocks))
