@@ -14,11 +14,11 @@ from rich.table import Table
 
 import strategies
 from benchmark import data
-from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, parse_value
+from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, parse_value, strategy_class
 from benchmark.errors import UsageError
 
 DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,7 +44,7 @@ def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
         name, sep, option = key.partition(".")
         if not sep or not option:
             raise UsageError(f"--set takes STRATEGY.KEY=VALUE, e.g. lora.r=16; got '{key}'")
-        strategies.get(name)
+        strategy_class(name)
         per_strategy.setdefault(name, {})[option] = value
     return per_strategy
 
@@ -75,17 +75,19 @@ def _strategy_names(text: str) -> list[str]:
         return strategies.names()
     chosen = [name.strip() for name in text.split(",") if name.strip()]
     for name in chosen:
-        strategies.get(name)
+        strategy_class(name)
     if not chosen:
         raise UsageError(f"--strategies needs at least one name. Valid: all, {', '.join(strategies.names())}")
     return list(dict.fromkeys(chosen))
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="python -m benchmark", description=__doc__)
+    parser = Parser(prog="python -m benchmark", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    run = commands.add_parser("run", help="train and evaluate strategies; one parquet row per run")
+    run = commands.add_parser(
+        "run", allow_abbrev=False, help="train and evaluate strategies; one parquet row per run"
+    )
     run.add_argument("--strategies", default="all", help="comma-separated names, or 'all' (default)")
     run.add_argument(
         "--dataset", default="cifar10", help=f"one of {', '.join(data.DATASETS)} (default cifar10)"
@@ -153,7 +155,9 @@ def build_parser() -> Parser:
     )
     run.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON on stdout")
 
-    report = commands.add_parser("report", help="tables and plots from the results folder")
+    report = commands.add_parser(
+        "report", allow_abbrev=False, help="tables and plots from the results folder"
+    )
     report.add_argument("--results-dir", type=Path, default=Path("results"))
     report.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/report)")
     report.add_argument("--dataset", help="only this dataset")
@@ -267,18 +271,14 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError("--json goes with --dry-run")
     store.check_writable(spec.results_dir)
     dist = distributed.from_environment(device)
-    log = console.print if dist.is_main else (lambda *a, **k: None)
-    log(
-        f"{len(cells)} cell(s) on {device} ({spec.precision}), world size {dist.world_size}; "
-        f"results in {spec.results_dir}"
-    )
+    log = (lambda text: console.print(text, markup=False)) if dist.is_main else (lambda text: None)
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
         result = sweep.execute(
             cells,
             device,
             dist,
-            lambda text: log(text, markup=False),
+            log,
             force=args.force,
             keep_weights=args.keep_weights,
             download=not args.no_download,
@@ -320,7 +320,7 @@ def command_list(args: argparse.Namespace) -> int:
     for column in ("name", "what it trains", "options", "training defaults", "source"):
         table.add_column(column, overflow="fold")
     for name in strategies.names():
-        strategy = strategies.get(name)
+        strategy = strategy_class(name)
         options = ", ".join(f"{key}={value}" for key, value in dataclasses.asdict(strategy.Options()).items())
         train = dataclasses.asdict(TrainParams(**strategy.defaults))
         table.add_row(
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = handler[args.command]
         return handler(args)
     except UsageError as error:
-        console.print(f"error: {' '.join(str(error).split())}", markup=False)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, never wrapped
         return 2
     except KeyboardInterrupt:
         console.print("interrupted", markup=False)

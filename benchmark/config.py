@@ -131,6 +131,14 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def strategy_class(name: str) -> type[strategies.Strategy]:
+    """The registered strategy, or a UsageError naming the valid ones."""
+    try:
+        return strategies.get(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(valid), n=1)
     return f" Did you mean '{close[0]}'?" if close else ""
@@ -184,17 +192,17 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
 
 def make_train_params(strategy: str, flags: dict[str, Any], overrides: dict[str, Any]) -> TrainParams:
     """Strategy defaults, then command-line flags, then per-strategy `--set STRATEGY.KEY=VALUE`."""
-    values = dict(strategies.get(strategy).defaults) | flags | overrides
+    values = dict(strategy_class(strategy).defaults) | flags | overrides
     return build_dataclass(TrainParams, values, prefix=f"{strategy}.")
 
 
 def make_options(strategy: str, values: dict[str, Any]) -> Any:
-    return build_dataclass(strategies.get(strategy).Options, values, prefix=f"{strategy}.")
+    return build_dataclass(strategy_class(strategy).Options, values, prefix=f"{strategy}.")
 
 
 def split_overrides(strategy: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate `--set` values into the strategy's own options and training hyper-parameters."""
-    option_keys = {field.name for field in dataclasses.fields(strategies.get(strategy).Options)}
+    option_keys = {field.name for field in dataclasses.fields(strategy_class(strategy).Options)}
     train = {key: value for key, value in values.items() if key in TRAIN_KEYS and key not in option_keys}
     options = {key: value for key, value in values.items() if key not in train}
     return options, train

@@ -258,7 +258,11 @@ def render_all(
             )
             written.append(
                 _save(
-                    _per_class(per_class, f"Per-class test accuracy (mean over seeds) — {where}"),
+                    _per_class(
+                        per_class,
+                        list(group["label"]),
+                        f"Per-class test accuracy (mean over seeds) — {where}",
+                    ),
                     Path(f"{prefix}per_class.png"),
                 )
             )

@@ -80,16 +80,15 @@ REQUIRED = {
 
 
 def check_writable(results_dir: Path) -> None:
-    try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        probe = results_dir / f".write-test-{uuid.uuid4().hex}"
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
+    """Fail early if results could not be written, without creating anything."""
+    existing = Path(results_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(
-            f"results folder {results_dir} is not writable ({error.strerror}); "
+            f"results folder {results_dir} is not writable ({existing} does not allow writing); "
             "pass --results-dir with a writable folder"
-        ) from None
+        )
 
 
 def to_arrow(frame: pd.DataFrame, table: str) -> pa.Table:

@@ -25,7 +25,7 @@ import torch
 import strategies
 from benchmark import backbone as backbones
 from benchmark import data, store
-from benchmark.config import RunConfig, make_options, make_train_params, split_overrides
+from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged, UsageError
 from benchmark.measure import ParamCounts
@@ -58,7 +58,7 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
     dataset = data.info(spec.dataset)
     backbones.check_model_name(spec.model)
     for name in list(spec.overrides):
-        strategies.get(name) if name in spec.strategies else _not_in_sweep(name, spec.strategies)
+        strategy_class(name) if name in spec.strategies else _not_in_sweep(name, spec.strategies)
     weights_sha = ""
     if spec.weights not in ("hub", "none"):
         weights_sha = backbones.file_sha256(backbones.check_weights_file(spec.weights))
@@ -67,7 +67,7 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
         raise UsageError(f"--val-fraction must be between 0 and 1 (exclusive); got {val_fraction}")
     cells = []
     for name in spec.strategies:
-        strategy = strategies.get(name)
+        strategy = strategy_class(name)
         option_values, train_values = split_overrides(name, spec.overrides.get(name, {}))
         options = make_options(name, option_values)
         train = make_train_params(name, spec.train_flags, train_values)
@@ -97,7 +97,7 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
 
 
 def _not_in_sweep(name: str, chosen: list[str]) -> None:
-    strategies.get(name)  # an unknown name gets the registry's error
+    strategy_class(name)  # an unknown name gets the registry's error
     raise UsageError(f"--set names strategy '{name}', which is not in --strategies ({', '.join(chosen)})")
 
 
@@ -265,11 +265,16 @@ def execute(
         log(f"skipping {result.skipped} cell(s) already done in {results_dir} (--force reruns them)")
     if not pending:
         return result
+    # Preflight: data and weights load before anything is written, so bad input costs nothing.
     first = pending[0]
     splits = data.load(first.dataset, first.data_dir, first.val_fraction, download).to(device)
     source = BackboneSource(len(splits.class_names))
     for cell in pending:
         source.preload(cell)
+    log(
+        f"{len(pending)} cell(s) to run on {device} ({first.precision}), world size {dist.world_size}; "
+        f"results in {results_dir}"
+    )
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # schedulers send SIGTERM
     try:
         for number, cell in enumerate(pending, 1):

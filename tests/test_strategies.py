@@ -1,0 +1,116 @@
+"""Every registered strategy gets the same checks: prepare, one training step, counts, frozen parts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import strategies
+from benchmark.measure import ParamCounts
+from tests.conftest import TINY, tiny_vit
+
+CLASSES = 10
+
+
+def _architecture_counts() -> dict[str, int]:
+    """Parameter counts of the tiny ViT, worked out by hand from its shape (not from the model)."""
+    width, depth, patch = TINY["embed_dim"], TINY["depth"], TINY["patch_size"]
+    tokens = (16 // patch) ** 2 + 1  # patches plus the class token
+    norm = 2 * width
+    block = (
+        2 * norm
+        + (width * 3 * width + 3 * width)
+        + (width * width + width)
+        + (width * 4 * width + 4 * width)
+        + (4 * width * width + width)
+    )
+    embed = 3 * patch * patch * width + width + width + tokens * width
+    head = width * CLASSES + CLASSES
+    return {"block": block, "norm": norm, "embed": embed, "head": head, "depth": depth, "width": width}
+
+
+def expected_trainable(name: str) -> int:
+    size = _architecture_counts()
+    everything = size["embed"] + size["depth"] * size["block"] + size["norm"] + size["head"]
+    expected = {
+        "full": everything,
+        "scratch": everything,
+        "linear": size["head"],
+        "last_k": 2 * size["block"] + size["norm"] + size["head"],  # default k=2
+        "lora": size["depth"] * 8 * (size["width"] + 3 * size["width"]) + size["head"],  # r=8 on qkv
+    }
+    return expected[name]  # a new strategy adds its expected count here
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_trainable_counts_match_the_architecture(name):
+    model = strategies.get(name)().prepare(tiny_vit())
+    counts = ParamCounts.of(model)
+    assert counts.trainable == expected_trainable(name)
+    assert counts.head == _architecture_counts()["head"]
+    assert counts.trainable_excluding_head == counts.trainable - counts.head
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_one_step_trains_only_the_trainable_parts(name):
+    torch.manual_seed(0)
+    strategy = strategies.get(name)()
+    model = strategy.prepare(tiny_vit())
+    before = {key: value.detach().clone() for key, value in model.named_parameters()}
+    split = strategy.split(model)
+    images, labels = torch.randn(8, 3, 16, 16), torch.arange(8) % CLASSES
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=0.1)
+    if split:
+        with torch.no_grad():
+            features = split.trunk(images)
+        logits = split.rest(features)
+    else:
+        logits = model(images)
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    optimizer.step()
+    for key, param in model.named_parameters():
+        if param.requires_grad:
+            continue
+        assert param.grad is None, f"frozen {key} received a gradient"
+        assert torch.equal(param, before[key]), f"frozen {key} changed"
+    changed = [
+        key
+        for key, param in model.named_parameters()
+        if param.requires_grad and not torch.equal(param, before[key])
+    ]
+    assert any(key.startswith("head") for key in changed), "the head did not train"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name in strategies.names()
+        if strategies.get(name)().split(strategies.get(name)().prepare(tiny_vit()))
+    ],
+)
+def test_split_computes_the_same_logits_as_the_model(name):
+    torch.manual_seed(0)
+    strategy = strategies.get(name)()
+    model = strategy.prepare(tiny_vit()).eval()
+    split = strategy.split(model)
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(split.rest(split.trunk(images)), model(images))
+    assert all(not param.requires_grad for param in split.trunk.parameters())
+    assert {id(param) for param in model.parameters() if param.requires_grad} <= {
+        id(param) for param in split.rest.parameters()
+    }
+
+
+def test_registry_rejects_duplicates_and_suggests_names():
+    with pytest.raises(ValueError, match="registered twice"):
+        strategies.register(strategies.get("lora"))
+    with pytest.raises(ValueError, match="Did you mean 'lora'"):
+        strategies.get("lorra")
+
+
+def test_last_k_rejects_k_beyond_depth():
+    with pytest.raises(ValueError, match="between 1 and the model's depth 2"):
+        strategies.get("last_k")(strategies.get("last_k").Options(k=3)).prepare(tiny_vit())
