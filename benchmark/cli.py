@@ -301,6 +301,9 @@ def _print_plan(plans: list[dict], as_json: bool) -> None:
         table.add_column(column, justify="right" if column not in ("strategy", "optimizer") else "left")
     for item in plans:
         train = item["train"]
+        if "error" in item:
+            table.add_row(item["strategy"], str(item["seed"]), f"error: {item['error']}", "", "", "", "", "")
+            continue
         table.add_row(
             item["strategy"],
             str(item["seed"]),
@@ -311,7 +314,7 @@ def _print_plan(plans: list[dict], as_json: bool) -> None:
             f"{train['lr']:g}",
             train["optimizer"],
         )
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
 
 
 def command_list(args: argparse.Namespace) -> int:

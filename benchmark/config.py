@@ -161,7 +161,13 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     """Convert a parsed command-line value to a dataclass field's declared type."""
     origin = typing.get_origin(annotation)
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else [value]
+        items = (
+            value.split(",")
+            if isinstance(value, str)
+            else value
+            if isinstance(value, (list, tuple))
+            else [value]
+        )
         return tuple(str(item).strip() for item in items if str(item).strip())
     if annotation is bool and isinstance(value, bool):
         return value

@@ -129,7 +129,7 @@ def _confusions(
     fig, axes = plt.subplots(rows, columns, figsize=(side * columns + 1, side * rows + 0.5), squeeze=False)
     for ax in axes.flat[count:]:
         ax.axis("off")
-    for ax, (_, run) in zip(axes.flat, best_runs.iterrows()):
+    for ax, (_, run) in zip(axes.flat[:count], best_runs.iterrows(), strict=True):
         cells = confusion[confusion["run_id"] == run["run_id"]]
         matrix = np.zeros((classes, classes))
         matrix[cells["true_index"], cells["predicted_index"]] = cells["count"]

@@ -50,11 +50,8 @@ def strategy_colours(names: list[str]) -> dict[str, tuple]:
 
 def _label(row: pd.Series, varying: list[str]) -> str:
     options = json.loads(row["strategy_options"]) if row["strategy_options"] else {}
-    defaults = {}
-    try:
-        defaults = vars(strategies.get(row["strategy"]).Options())
-    except ValueError:
-        pass
+    registered = row["strategy"] in strategies.names()  # results may come from strategies since removed
+    defaults = vars(strategies.get(row["strategy"]).Options()) if registered else {}
     changed = [
         f"{key}={value}"
         for key, value in options.items()
@@ -154,7 +151,7 @@ def _header(name: str, higher: bool | None) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """One table per dataset and model; the best value of each column in bold; ↑ higher / ↓ lower is better."""
+    """One table per dataset and model, best value per column in bold, arrows for the direction."""
     parts = [
         "# Results\n",
         "Mean ± sample standard deviation over seeds of successful runs. Best value per column "

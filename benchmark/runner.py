@@ -39,6 +39,7 @@ class Outcome:
     row: dict[str, Any]  # outcomes and costs, merged into the run's row by the sweep
     tables: dict[str, pd.DataFrame]  # epochs, classes, confusion
     final_state: dict[str, torch.Tensor]  # the trained parameters, for --keep-weights
+    num_classes: int
 
 
 def seed_everything(seed: int) -> None:
@@ -207,10 +208,11 @@ def run(
     splits: Splits,
     backbone: Backbone,
     device: torch.device,
-    dist: Dist = Dist(),
+    dist: Dist | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> Outcome:
     """Train and evaluate one cell. `backbone` is fresh for this run; the seed was set before it was made."""
+    dist = dist or Dist()
     strategy = strategies.get(cfg.strategy)(cfg.options)
     model = strategy.prepare(backbone.model).to(device)
     counts = ParamCounts.of(model)
@@ -360,7 +362,7 @@ def run(
         ),
         "confusion": _confusion_long(test.confusion),
     }
-    return Outcome(row, tables, {name: tensor.cpu() for name, tensor in final_state.items()})
+    return Outcome(row, tables, {name: tensor.cpu() for name, tensor in final_state.items()}, num_classes)
 
 
 def _confusion_long(confusion: torch.Tensor) -> pd.DataFrame:

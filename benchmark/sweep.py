@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 
-import strategies
 from benchmark import backbone as backbones
 from benchmark import data, store
 from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
@@ -102,28 +101,36 @@ def _not_in_sweep(name: str, chosen: list[str]) -> None:
 
 
 def plan(cell: RunConfig) -> dict[str, Any]:
-    """The cell with its parameter counts, from the architecture on the meta device: no data, no weights."""
+    """The cell with its parameter counts, from the architecture on the meta device: no data, no weights.
+
+    Bad options are a UsageError; any other error in a strategy is shown in the plan and, when the
+    cell runs, recorded as a failed row.
+    """
     skeleton = backbones.create_skeleton(
         cell.model, data.info(cell.dataset).num_classes, cell.img_size, dict(cell.model_args)
     )
-    try:
-        model = strategies.get(cell.strategy)(cell.options).prepare(skeleton)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    counts = ParamCounts.of(model)
-    return {
+    item = {
         "strategy": cell.strategy,
         "dataset": cell.dataset,
         "model": cell.model,
         "seed": cell.seed,
         "options": dataclasses.asdict(cell.options),
-        "trainable_params": counts.trainable,
-        "trainable_params_excluding_head": counts.trainable_excluding_head,
-        "head_params": counts.head,
-        "total_params": counts.total,
         "weights": cell.weights,
         "train": dataclasses.asdict(cell.train),
         "config_hash": cell.config_hash,
+    }
+    try:
+        model = strategy_class(cell.strategy)(cell.options).prepare(skeleton)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except Exception as error:  # a bug in a strategy: the sweep goes on without it
+        return item | {"error": f"{type(error).__name__}: {error}"}
+    counts = ParamCounts.of(model)
+    return item | {
+        "trainable_params": counts.trainable,
+        "total_params": counts.total,
+        "trainable_params_excluding_head": counts.trainable_excluding_head,
+        "head_params": counts.head,
     }
 
 
@@ -365,5 +372,34 @@ def save_trained(cell: RunConfig, outcome, run_id: str) -> Path:
     path = cell.results_dir / "weights" / f"{run_id}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.contiguous() for name, tensor in outcome.final_state.items()}
-    save_file(tensors, str(path), metadata={"config_json": cell.to_json(), "run_id": run_id})
+    metadata = {"config_json": cell.to_json(), "run_id": run_id, "num_classes": str(outcome.num_classes)}
+    save_file(tensors, str(path), metadata=metadata)
     return path
+
+
+def load_trained(path: Path) -> torch.nn.Module:
+    """A model saved with --keep-weights: the same backbone (pretrained weights, or the same random
+    initialisation for the run's seed), the strategy's preparation, then the trained parameters."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as file:
+        metadata = file.metadata()
+    config = json.loads(metadata["config_json"])
+    seed_everything(config["seed"])
+    created = backbones.create(
+        config["model"],
+        int(metadata["num_classes"]),
+        config["weights"],
+        config["img_size"],
+        config["model_args"],
+    )
+    options = make_options(config["strategy"], config["options"])
+    model = strategy_class(config["strategy"])(options).prepare(created.model)
+    missing_trained = set(load_file(str(path))) - set(model.state_dict())
+    if missing_trained:
+        raise UsageError(
+            f"{path} holds parameters the rebuilt model lacks, e.g. {sorted(missing_trained)[0]}"
+        )
+    model.load_state_dict(load_file(str(path)), strict=False)
+    return model.eval()

@@ -1,0 +1,305 @@
+"""Nothing lost: kills, interruptions, concurrent processes, failing cells and bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import strategies
+from benchmark import cli, data
+from benchmark.sweep import load_trained
+from strategies.base import Strategy
+from tests.cifar_layout import write_archive, write_folder
+from tests.conftest import ROOT, TINY_ARGS, run_cli
+
+# 6 epochs of `full` on the tiny ViT: a few seconds, long enough to be killed in the middle.
+LONG_CELL = [
+    "run",
+    "--strategies",
+    "full",
+    "--dataset",
+    "synthetic",
+    *TINY_ARGS,
+    "--no-pretrained",
+    "--epochs",
+    "6",
+    "--device",
+    "cpu",
+    "--results-dir",
+    "results",
+]
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_checkpoint(folder: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not list((folder / "results" / "checkpoints").glob("[!.]*.pt")):  # renamed into place
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+def runs(folder: Path) -> pd.DataFrame:
+    return pd.read_parquet(folder / "results" / "runs")
+
+
+def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    killed.mkdir(), clean.mkdir()
+    process = start(LONG_CELL, killed)
+    wait_for_checkpoint(killed, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "results" / "runs").exists() or runs(killed).empty
+    resumed = run_cli(*LONG_CELL, cwd=killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_cli(*LONG_CELL, cwd=clean).returncode == 0
+
+    after_kill, uninterrupted = runs(killed), runs(clean)
+    assert len(after_kill) == 1 and after_kill.loc[0, "status"] == "ok"
+    assert after_kill.loc[0, "resumed_from_epoch"] >= 1, "the rerun started over instead of resuming"
+    assert after_kill.loc[0, "test_top1"] == uninterrupted.loc[0, "test_top1"]
+    assert after_kill.loc[0, "test_loss"] == pytest.approx(uninterrupted.loc[0, "test_loss"], rel=1e-6)
+    history = pd.read_parquet(killed / "results" / "epochs").sort_values("epoch")
+    reference = pd.read_parquet(clean / "results" / "epochs").sort_values("epoch")
+    assert list(history["epoch"]) == list(range(1, 7))
+    torch.testing.assert_close(
+        torch.tensor(history["val_loss"].to_numpy()),
+        torch.tensor(reference["val_loss"].to_numpy()),
+        rtol=1e-6,
+        atol=0,
+    )
+    assert not list((killed / "results" / "checkpoints").glob("*.pt")), "checkpoint left after success"
+
+
+def test_ctrl_c_records_cancelled_and_the_rerun_finishes(tmp_path):
+    process = start(LONG_CELL, tmp_path)
+    wait_for_checkpoint(tmp_path, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    cancelled = runs(tmp_path)
+    assert list(cancelled["status"]) == ["cancelled"]
+    assert list((tmp_path / "results" / "checkpoints").glob("*.pt")), "the checkpoint should survive"
+    rerun = run_cli(*LONG_CELL, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(runs(tmp_path)["status"]) == ["cancelled", "ok"]
+
+
+def test_two_concurrent_runs_never_run_a_cell_twice(tmp_path):
+    sweep = [
+        "run",
+        "--strategies",
+        "linear,lora,last_k",
+        "--dataset",
+        "synthetic",
+        *TINY_ARGS,
+        "--no-pretrained",
+        "--epochs",
+        "3",
+        "--seeds",
+        "0,1",
+        "--device",
+        "cpu",
+        "--results-dir",
+        "results",
+    ]
+    first, second = start(sweep, tmp_path), start(sweep, tmp_path)
+    for process in (first, second):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    table = runs(tmp_path)
+    assert len(table) == 6 and set(table["status"]) == {"ok"}
+    assert table["config_hash"].is_unique
+
+
+def test_non_finite_loss_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_path):
+    result = run_cli(
+        "run",
+        "--strategies",
+        "full,linear",
+        "--dataset",
+        "synthetic",
+        *TINY_ARGS,
+        "--no-pretrained",
+        "--epochs",
+        "2",
+        "--set",
+        "full.lr=1e12",
+        "--set",
+        "full.clip_grad_norm=0",
+        "--device",
+        "cpu",
+        "--results-dir",
+        "results",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    table = runs(tmp_path).set_index("strategy")
+    assert table.loc["full", "status"] == "diverged" and "non-finite" in table.loc["full", "error"]
+    assert table.loc["linear", "status"] == "ok"
+    assert "1 diverged, 1 ok" in result.stderr
+
+
+class _FailsInTraining(nn.Module):
+    """Wraps the head; raises on the third training forward, i.e. in the middle of an epoch."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head, self.calls = head, 0
+
+    def forward(self, features):
+        self.calls += self.training
+        if self.calls == 3:
+            raise RuntimeError("boom inside the strategy")
+        return self.head(features)
+
+
+@pytest.fixture
+def failing_strategy():
+    @strategies.register
+    class FailsInTraining(Strategy):
+        name = "fails_in_training"
+        description = "test strategy that raises during training"
+
+        def prepare(self, model):
+            model.reset_classifier(model.num_classes)
+            model.head = _FailsInTraining(model.head)
+            return model
+
+    yield FailsInTraining.name
+    strategies._REGISTRY.pop(FailsInTraining.name)
+
+
+def test_exception_inside_a_strategy_is_a_failed_row_and_the_sweep_goes_on(tmp_path, failing_strategy):
+    status = cli.main(
+        [
+            "run",
+            "--strategies",
+            f"{failing_strategy},linear",
+            "--dataset",
+            "synthetic",
+            *TINY_ARGS,
+            "--no-pretrained",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--results-dir",
+            str(tmp_path / "results"),
+        ]
+    )
+    assert status == 1
+    table = runs(tmp_path).set_index("strategy")
+    assert table.loc[failing_strategy, "status"] == "failed"
+    assert table.loc[failing_strategy, "error"] == "RuntimeError: boom inside the strategy"
+    assert table.loc["linear", "status"] == "ok"
+
+
+def test_kept_weights_load_back_with_the_head(tmp_path):
+    result = run_cli(
+        "run",
+        "--strategies",
+        "lora",
+        "--dataset",
+        "synthetic",
+        *TINY_ARGS,
+        "--no-pretrained",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--keep-weights",
+        "--results-dir",
+        "results",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    row = runs(tmp_path).iloc[0]
+    model = load_trained(tmp_path / row["weights_file"])
+    test = data.load("synthetic", tmp_path, row["val_fraction"]).test
+    from benchmark.pipeline import Pipeline
+
+    images = Pipeline(row["img_size"], (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), flip=False)(test.images)
+    with torch.no_grad():
+        predicted = model(images).argmax(1)
+    stored = pd.read_parquet(tmp_path / "results" / "confusion")
+    pairs = pd.DataFrame({"true_index": test.labels.numpy(), "predicted_index": predicted.numpy()})
+    recomputed = pairs.value_counts().rename("count").reset_index()
+    key = ["true_index", "predicted_index"]
+    assert (
+        recomputed.sort_values(key).to_numpy().tolist()
+        == stored[[*key, "count"]].sort_values(key).to_numpy().tolist()
+    )
+
+
+def _bad(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli(
+        "run", "--strategies", "linear", *TINY_ARGS, "--epochs", "1", "--device", "cpu", *extra, cwd=tmp_path
+    )
+
+
+def _assert_one_line_exit_2(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_corrupt_archive_is_bad_input(tmp_path):
+    written = write_archive(tmp_path / "data", "cifar10")
+    written["archive"].write_bytes(written["archive"].read_bytes()[:200])
+    _assert_one_line_exit_2(
+        _bad(tmp_path, "--dataset", "cifar10", "--no-pretrained", "--no-download"), "corrupt or truncated"
+    )
+    assert not (tmp_path / "results").exists()
+
+
+def test_data_folder_without_the_expected_files_is_bad_input(tmp_path):
+    written = write_folder(tmp_path / "data", "cifar100")
+    (written["folder"] / "meta").unlink()
+    _assert_one_line_exit_2(
+        _bad(tmp_path, "--dataset", "cifar100", "--no-pretrained", "--no-download"), "lacks meta"
+    )
+    assert not (tmp_path / "results").exists()
+
+
+def test_weights_for_another_architecture_are_bad_input(tmp_path):
+    from tests.conftest import tiny_vit
+
+    torch.save(tiny_vit(depth=3).state_dict(), tmp_path / "other.pth")
+    _assert_one_line_exit_2(
+        _bad(tmp_path, "--dataset", "synthetic", "--weights", "other.pth"), "another architecture"
+    )
+    (tmp_path / "broken.pth").write_bytes(b"\x00" * 100)
+    _assert_one_line_exit_2(
+        _bad(tmp_path, "--dataset", "synthetic", "--weights", "broken.pth"), "not readable"
+    )
+    assert not (tmp_path / "results").exists()
+
+
+def test_unwritable_results_folder_is_bad_input(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    _assert_one_line_exit_2(
+        _bad(tmp_path, "--dataset", "synthetic", "--no-pretrained", "--results-dir", "a_file/results"),
+        "not writable",
+    )
