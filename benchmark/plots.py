@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from benchmark.report import strategy_colours
 
@@ -108,6 +109,7 @@ def _learning_curves(history: pd.DataFrame, styles: dict, title: str) -> plt.Fig
             legend=ax is axes[1],
         )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
     axes[1].legend(
@@ -158,10 +160,11 @@ def _confusions(
     return fig
 
 
-def _per_class(per_class: pd.DataFrame, title: str) -> plt.Figure:
+def _per_class(per_class: pd.DataFrame, order: list[str], title: str) -> plt.Figure:
     matrix = (
         per_class.pivot_table(index="label", columns="class_index", values="accuracy", aggfunc="mean") * 100
     )
+    matrix = matrix.reindex([label for label in order if label in matrix.index])  # the tables' order
     names = per_class.drop_duplicates("class_index").set_index("class_index")["class_name"]
     classes = matrix.shape[1]
     fig, ax = plt.subplots(figsize=(max(8, 0.16 * classes + 3), 0.5 * len(matrix) + 2))

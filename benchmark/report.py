@@ -33,7 +33,7 @@ COLUMNS = [
     ("test_top5", "test top-5 %", True, "{:.2f}"),
     ("trainable_params", "trainable params", False, "{:,.0f}"),
     ("trainable_percent", "trainable %", False, "{:.3f}"),
-    ("train_seconds", "train s", False, "{:.1f}"),
+    ("train_seconds", "train s", False, "{:,.2f}"),
     ("train_images_per_second", "train img/s", True, "{:,.0f}"),
     ("peak_memory_mib", "peak memory MiB", False, "{:,.0f}"),
     ("not_ok", "failed/diverged/cancelled", None, "{}"),
@@ -57,8 +57,12 @@ def _label(row: pd.Series, varying: list[str]) -> str:
         for key, value in options.items()
         if key in defaults and list(np.atleast_1d(defaults[key])) != list(np.atleast_1d(value))
     ]
-    changed += [f"{key}={row[key]}" for key in varying]
+    changed += [f"{key}={_short(row[key])}" for key in varying]
     return row["strategy"] + (f" ({', '.join(changed)})" if changed else "")
+
+
+def _short(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 HYPER_PARAMETERS = [

@@ -1,0 +1,122 @@
+"""The report, made from results written by real runs: aggregates, failures apart, stray files, plots."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+import strategies
+from tests.conftest import TINY_ARGS, run_cli
+
+
+@pytest.fixture(scope="module")
+def report(sweep_results, tmp_path_factory):
+    """The shared sweep, plus a diverged run and two stray files, reported."""
+    folder = tmp_path_factory.mktemp("report")
+    shutil.copytree(sweep_results, folder / "results")
+    diverged = run_cli(
+        "run",
+        "--strategies",
+        "full",
+        "--dataset",
+        "synthetic",
+        *TINY_ARGS,
+        "--no-pretrained",
+        "--epochs",
+        "1",
+        "--set",
+        "full.lr=1e12",
+        "--set",
+        "full.clip_grad_norm=0",
+        "--device",
+        "cpu",
+        "--results-dir",
+        "results",
+        cwd=folder,
+    )
+    assert diverged.returncode == 1, diverged.stderr
+    (folder / "results" / "runs" / "notes.parquet").write_bytes(b"not parquet at all")
+    pd.DataFrame({"something": [1]}).to_parquet(folder / "results" / "runs" / "foreign.parquet")
+    result = run_cli("report", "--results-dir", "results", "--out", "out", cwd=folder)
+    return folder, result
+
+
+def test_report_succeeds_and_names_stray_files(report):
+    _, result = report
+    assert result.returncode == 0, result.stderr
+    assert "skipping results/runs/notes.parquet" in result.stdout + result.stderr
+    assert "skipping results/runs/foreign.parquet" in result.stdout + result.stderr
+
+
+def test_aggregates_match_the_rows(report, sweep_results):
+    folder, _ = report
+    summary = pd.read_csv(folder / "out" / "summary.csv")
+    rows = pd.read_parquet(
+        sweep_results / "runs",
+        columns=["strategy", "lr", "status", "test_top1", "train_seconds", "trainable_params"],
+    )
+    ok = rows[rows["status"] == "ok"]
+    for name in strategies.names():
+        cell = summary[(summary["strategy"] == name) & (summary["seeds"] > 0)]
+        assert len(cell) == 1, f"{name}: one aggregated cell expected"
+        runs = ok[ok["strategy"] == name]
+        assert cell["seeds"].item() == len(runs) == 2
+        assert cell["test_top1"].item() == pytest.approx(100 * runs["test_top1"].mean())
+        assert cell["test_top1_std"].item() == pytest.approx(100 * runs["test_top1"].std(ddof=1), nan_ok=True)
+        assert cell["train_seconds"].item() == pytest.approx(runs["train_seconds"].mean())
+        assert cell["trainable_params"].item() == runs["trainable_params"].iloc[0]
+
+
+def test_failed_runs_are_counted_apart_never_averaged(report):
+    folder, result = report
+    summary = pd.read_csv(folder / "out" / "summary.csv")
+    diverged = summary[summary["lr"] == 1e12]
+    assert len(diverged) == 1
+    assert diverged["seeds"].item() == 0 and pd.isna(diverged["test_top1"].item())
+    assert diverged["not_ok"].item() == "0/1/0"  # failed/diverged/cancelled
+    assert "did not finish successfully" in result.stdout
+
+
+def test_markdown_marks_best_and_direction(report):
+    folder, _ = report
+    text = (folder / "out" / "summary.md").read_text()
+    assert "## synthetic · vit_tiny_patch16_224" in text
+    assert "test top-1 % ↑" in text and "trainable params ↓" in text
+    assert "**" in text
+
+
+def test_every_plot_is_written_and_is_a_png(report):
+    folder, _ = report
+    prefix = "synthetic__vit_tiny_patch16_224__"
+    for name in (
+        "accuracy_vs_params",
+        "accuracy_vs_time",
+        "costs",
+        "learning_curves",
+        "confusion",
+        "per_class",
+    ):
+        path = folder / "out" / f"{prefix}{name}.png"
+        assert path.stat().st_size > 10_000, f"{path.name} is missing or nearly empty"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty"])
+def test_no_results_is_one_line_exit_2(tmp_path, setup):
+    if setup == "empty":
+        (tmp_path / "results" / "runs").mkdir(parents=True)
+    result = run_cli("report", "--results-dir", "results", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        len(result.stderr.strip().splitlines()) == 1
+        and "run 'python -m benchmark run' first" in result.stderr
+    )
+
+
+def test_pareto_front_keeps_only_undominated_cells():
+    from benchmark.plots import pareto_front
+
+    points = pd.DataFrame({"cost": [1, 2, 3, 4], "value": [50, 40, 70, 65]})
+    assert pareto_front(points, "cost", "value")["cost"].tolist() == [1, 3]
