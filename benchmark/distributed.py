@@ -29,6 +29,10 @@ class Dist:
             for tensor in tensors:
                 torch_dist.all_reduce(tensor)
 
+    def barrier(self) -> None:
+        if self.enabled:
+            torch_dist.barrier()
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's `value` on every rank."""
         if not self.enabled:

@@ -240,7 +240,8 @@ def run(
             inputs.build_cache("val")
             inputs.build_cache("test")
 
-    train_module = DistributedDataParallel(trainable) if dist.enabled else trainable
+    device_ids = [device.index] if device.type == "cuda" else None
+    train_module = DistributedDataParallel(trainable, device_ids=device_ids) if dist.enabled else trainable
     optimizer = make_optimizer(model, cfg, device)
     steps_per_epoch = len(
         epoch_order(len(splits.train), cfg.train.batch_size, torch.Generator().manual_seed(0))

@@ -274,7 +274,11 @@ def execute(
         return result
     # Preflight: data and weights load before anything is written, so bad input costs nothing.
     first = pending[0]
+    if not dist.is_main:
+        dist.barrier()  # rank 0 downloads and extracts first
     splits = data.load(first.dataset, first.data_dir, first.val_fraction, download).to(device)
+    if dist.is_main:
+        dist.barrier()
     source = BackboneSource(len(splits.class_names))
     for cell in pending:
         source.preload(cell)
@@ -344,15 +348,19 @@ def _run_one(cell, splits, source, device, dist, log, keep_weights, result) -> s
         log(traceback.format_exc().rstrip())
     row.update(status=status, error=error, finished_at=_now())
     row.setdefault("weights", cell.weights)
-    if dist.is_main:
-        if outcome is not None:
-            row.update(outcome.row)
-            if keep_weights:
-                row["weights_file"] = str(save_trained(cell, outcome, run_id))
+    if outcome is not None:
+        row.update(outcome.row)
+    if dist.is_main:  # only rank 0 writes
+        if outcome is not None and keep_weights:
+            row["weights_file"] = str(save_trained(cell, outcome, run_id))
         store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
         if status in ("ok", "diverged"):
             store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
     result.run_ids.append(run_id)
+    if status == "failed" and dist.enabled:
+        # The other processes may be waiting in a collective operation: end the group, and torchrun
+        # stops every process, rather than leave them hanging.
+        raise RuntimeError(f"cell {cell.config_hash} failed on rank {dist.rank}: {error}")
     summary = f"test top-1 {row['test_top1']:.2%}" if status == "ok" else error
     log(f"  {status}: {summary}")
     return status
