@@ -28,7 +28,7 @@ class TrainParams:
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to 0, updated every step
     clip_grad_norm: float = 1.0  # global L2 norm; 0 disables clipping
     augment: bool = True  # random crop (4 px padding) and horizontal flip
-    eval_batch_size: int = 512
+    eval_batch_size: int = 512  # the CLI uses 64 on a CPU
 
     def __post_init__(self) -> None:
         checks = [

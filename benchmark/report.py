@@ -199,43 +199,111 @@ def print_terminal(table: pd.DataFrame, console: Console) -> None:
         console.print(rich_table)
 
 
-def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | None = None) -> int:
-    console = Console(width=200) if not Console().is_terminal else Console()
-    if not (Path(results_dir) / "runs").is_dir():
-        raise UsageError(
-            f"no results in {results_dir}: run 'python -m benchmark run' first, or pass --results-dir"
-        )
+SPEED_COLUMNS = [
+    ("ms_per_step", "ms/step ↓", "{:,.1f}"),
+    ("images_per_second", "images/s ↑", "{:,.1f}"),
+    ("step_gflops", "GFLOP/step", "{:,.2f}"),
+    ("achieved_tflops", "TFLOP/s ↑", "{:,.3f}"),
+    ("mfu", "MFU ↑", "{:.1%}"),
+    ("peak_memory_bytes", "peak memory MiB ↓", "{:,.0f}"),
+    ("trainable_params", "trainable params", "{:,.0f}"),
+]
+
+
+def _speed_text(row: pd.Series, column: str, fmt: str) -> str:
+    value = row[column]
+    if value is None or pd.isna(value):
+        return "-"
+    return fmt.format(value / MiB if column == "peak_memory_bytes" else value)
+
+
+def _speed_groups(speed: pd.DataFrame):
+    return speed.groupby(["device_name", "model", "batch_size", "speed_id"], sort=False)
+
+
+def speed_markdown(speed: pd.DataFrame) -> str:
+    parts = [
+        "\n# Speed\n",
+        "One training step per strategy on synthetic input (`python -m benchmark speed`); "
+        "the bare loop is a plain forward/backward/step on the whole model.\n",
+    ]
+    for (device, model, batch, speed_id), group in _speed_groups(speed):
+        parts.append(f"\n## {model} · batch {batch} · {device} ({speed_id})\n")
+        parts.append("| step | " + " | ".join(header for _, header, _ in SPEED_COLUMNS) + " |")
+        parts.append("|---|" + "---:|" * len(SPEED_COLUMNS))
+        for _, row in group.iterrows():
+            cells = [_speed_text(row, column, fmt) for column, _, fmt in SPEED_COLUMNS]
+            parts.append(f"| {row['strategy']} | " + " | ".join(cells) + " |")
+    return "\n".join(parts) + "\n"
+
+
+def print_speed(speed: pd.DataFrame, console: Console) -> None:
+    for (device, model, batch, speed_id), group in _speed_groups(speed):
+        table = Table(title=f"Training step · {model} · batch {batch} · {device} ({speed_id})")
+        table.add_column("step")
+        for _, header, _ in SPEED_COLUMNS:
+            table.add_column(header, justify="right")
+        for _, row in group.iterrows():
+            table.add_row(
+                row["strategy"], *[_speed_text(row, column, fmt) for column, _, fmt in SPEED_COLUMNS]
+            )
+        console.print(table)
+
+
+def _read_all(results_dir: Path, console: Console) -> dict[str, pd.DataFrame]:
+    """Every table; unreadable or foreign files are named in a warning and skipped."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        runs = store.read(results_dir, "runs")
-        epochs = store.read(results_dir, "epochs")
-        classes = store.read(results_dir, "classes")
-        confusion = store.read(results_dir, "confusion")
+        tables = {name: store.read(results_dir, name) for name in store.TABLES}
     for warning in caught:
         console.print(f"warning: {warning.message}", markup=False)
-    if runs.empty:
-        raise UsageError(f"no readable runs in {results_dir}/runs: run 'python -m benchmark run' first")
-    for column, wanted in (("dataset", dataset), ("model", model)):
-        if wanted is not None:
-            if wanted not in set(runs[column]):
-                raise UsageError(
-                    f"no runs with {column} '{wanted}' in {results_dir}; "
-                    f"present: {', '.join(sorted(set(runs[column])))}"
-                )
-            runs = runs[runs[column] == wanted]
-    table = aggregate(runs)
-    out.mkdir(parents=True, exist_ok=True)
-    table.drop(columns=["cell_hash"]).to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(markdown(table))
-    print_terminal(table, console)
-    _print_failures(runs, console)
-    from benchmark import plots
+    return tables
 
-    written = plots.render_all(runs, table, epochs, classes, confusion, out)
+
+def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | None = None) -> int:
+    console = Console(width=200) if not Console().is_terminal else Console()
+    tables = _read_all(results_dir, console)
+    runs, speed = tables["runs"], tables["speed"]
+    if runs.empty and speed.empty:
+        raise UsageError(
+            f"no readable runs in {results_dir}: run 'python -m benchmark run' first, or pass --results-dir"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    markdown_text, written = "", []
+    if not runs.empty:
+        runs = _filter(runs, results_dir, dataset=dataset, model=model)
+        table = aggregate(runs)
+        table.drop(columns=["cell_hash"]).to_csv(out / "summary.csv", index=False)
+        markdown_text = markdown(table)
+        print_terminal(table, console)
+        _print_failures(runs, console)
+        from benchmark import plots
+
+        written = plots.render_all(runs, table, tables["epochs"], tables["classes"], tables["confusion"], out)
+    if not speed.empty:
+        speed.to_csv(out / "speed.csv", index=False)
+        markdown_text += speed_markdown(speed)
+        print_speed(speed, console)
+    (out / "summary.md").write_text(markdown_text)
     console.print(
-        f"wrote {out / 'summary.md'}, {out / 'summary.csv'} and {len(written)} plots in {out}", markup=False
+        f"wrote summary.md, {'summary.csv, ' if not runs.empty else ''}"
+        f"{'speed.csv, ' if not speed.empty else ''}{len(written)} plots in {out}",
+        markup=False,
     )
     return 0
+
+
+def _filter(runs: pd.DataFrame, results_dir: Path, **wanted: str | None) -> pd.DataFrame:
+    for column, value in wanted.items():
+        if value is None:
+            continue
+        if value not in set(runs[column]):
+            raise UsageError(
+                f"no runs with {column} '{value}' in {results_dir}; "
+                f"present: {', '.join(sorted(set(runs[column])))}"
+            )
+        runs = runs[runs[column] == value]
+    return runs
 
 
 def _print_failures(runs: pd.DataFrame, console: Console) -> None:

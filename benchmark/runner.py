@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import strategies
 from benchmark.backbone import Backbone
-from benchmark.config import RunConfig
+from benchmark.config import RunConfig, TrainParams
 from benchmark.data import Splits
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged
@@ -55,9 +56,45 @@ def autocast(device: torch.device, precision: str):
 def free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    import os
-
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def frozen_forward(trunk: nn.Module | None, batch: torch.Tensor, device: torch.device, precision: str):
+    """The frozen trunk's output, without autograd (no activations kept for backward)."""
+    if trunk is None:
+        return batch
+    with torch.no_grad(), autocast(device, precision):
+        return trunk(batch)
+
+
+class Stepper:
+    """One optimiser step exactly as the runner takes it (the `speed` command times this too)."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        trainable: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        clip_grad_norm: float,
+        precision: str,
+        device: torch.device,
+    ) -> None:
+        self.module, self.optimizer, self.scheduler = module, optimizer, scheduler
+        self.clipped = [param for param in trainable.parameters() if param.requires_grad]
+        self.clip_grad_norm, self.precision, self.device = clip_grad_norm, precision, device
+
+    def __call__(self, batch: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.precision):
+            logits = self.module(batch)
+        loss = nn.functional.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.clip_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.clipped, self.clip_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach(), logits.detach()
 
 
 class Inputs:
@@ -78,11 +115,12 @@ class Inputs:
         self.cache: dict[str, torch.Tensor] = {}
 
     def _through_trunk(self, images: torch.Tensor, augment: bool, generator: torch.Generator | None):
-        batch = self.pipeline(images, augment=augment, generator=generator)
-        if self.trunk is None:
-            return batch
-        with torch.no_grad(), autocast(self.device, self.precision):
-            return self.trunk(batch)
+        return frozen_forward(
+            self.trunk,
+            self.pipeline(images, augment=augment, generator=generator),
+            self.device,
+            self.precision,
+        )
 
     def can_cache(self) -> bool:
         if self.trunk is None or self.augment:
@@ -138,15 +176,18 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def make_optimizer(model: nn.Module, cfg: RunConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, train: TrainParams, device: torch.device) -> torch.optim.Optimizer:
     from timm.optim import create_optimizer_v2
 
     # timm groups parameters so that norms, biases, position embedding and class token get no decay,
     # and skips frozen parameters.
-    kwargs = {"fused": True} if device.type == "cuda" and cfg.train.optimizer in ("adamw", "adam") else {}
-    return create_optimizer_v2(
-        model, opt=cfg.train.optimizer, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, **kwargs
-    )
+    arguments = {"opt": train.optimizer, "lr": train.lr, "weight_decay": train.weight_decay}
+    if device.type == "cuda" and train.optimizer in ("adamw", "adam", "momentum", "sgd"):
+        try:  # one fused kernel per step instead of one per parameter tensor
+            return create_optimizer_v2(model, **arguments, fused=True)
+        except (TypeError, RuntimeError):
+            pass
+    return create_optimizer_v2(model, **arguments)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -210,6 +251,7 @@ def run(
     device: torch.device,
     dist: Dist | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    compile_model: bool = False,
 ) -> Outcome:
     """Train and evaluate one cell. `backbone` is fresh for this run; the seed was set before it was made."""
     dist = dist or Dist()
@@ -233,16 +275,19 @@ def run(
     if trunk is not None:
         trunk.eval()  # frozen: dropout off, statistics fixed, so its outputs are deterministic
     cached = inputs.can_cache()
+    cache_watch = Stopwatch(device)  # one no-grad pass of the trunk over every image of the run
     if cached:
-        with train_watch:
+        with train_watch, cache_watch:
             inputs.build_cache("train")
-        with eval_watch:
+        with eval_watch, cache_watch:
             inputs.build_cache("val")
             inputs.build_cache("test")
 
     device_ids = [device.index] if device.type == "cuda" else None
     train_module = DistributedDataParallel(trainable, device_ids=device_ids) if dist.enabled else trainable
-    optimizer = make_optimizer(model, cfg, device)
+    if compile_model:
+        train_module = torch.compile(train_module)
+    optimizer = make_optimizer(model, cfg.train, device)
     steps_per_epoch = len(
         epoch_order(len(splits.train), cfg.train.batch_size, torch.Generator().manual_seed(0))
     )
@@ -259,6 +304,10 @@ def run(
     train_watch.seconds += progress.train_seconds
     eval_watch.seconds += progress.eval_seconds
 
+    step = Stepper(
+        train_module, trainable, optimizer, scheduler, cfg.train.clip_grad_norm, cfg.precision, device
+    )
+
     def train_epoch() -> tuple[float, float]:
         trainable.train()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -266,19 +315,10 @@ def run(
         seen = 0
         labels = splits.train.labels
         for index in epoch_order(len(labels), cfg.train.batch_size, generator, dist.rank, dist.world_size):
-            batch = inputs.batch("train", index, generator)
-            with autocast(device, cfg.precision):
-                logits = train_module(batch)
-            loss = nn.functional.cross_entropy(logits.float(), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.clip_grad_norm > 0:
-                nn.utils.clip_grad_norm_(trainable.parameters(), cfg.train.clip_grad_norm)
-            optimizer.step()
-            scheduler.step()
+            loss, logits = step(inputs.batch("train", index, generator), labels[index])
             # Accumulated on the device: no host synchronisation inside the loop.
-            loss_sum += loss.detach().double() * len(index)
-            correct += (logits.detach().argmax(1) == labels[index]).sum()
+            loss_sum += loss.double() * len(index)
+            correct += (logits.argmax(1) == labels[index]).sum()
             seen += len(index)
         totals = [loss_sum, correct, torch.tensor(seen, device=device)]
         dist.all_reduce_sum(totals)
@@ -348,6 +388,8 @@ def run(
         "peak_memory_bytes": peak_bytes,
         "memory_kind": memory.kind,
         "trunk_cached": cached,
+        "trunk_cache_seconds": cache_watch.seconds,
+        "compiled": compile_model,
         "trunk_frozen": trunk is not None,
         "img_size": backbone.img_size,
     }

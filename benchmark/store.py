@@ -41,7 +41,7 @@ SCHEMAS = {
             "device device_name config_json memory_kind torch_version timm_version peft_version "
             "python_version hostname git_commit",
         )
-        + _fields(pa.bool_(), "data_verified pretrained augment trunk_frozen trunk_cached")
+        + _fields(pa.bool_(), "data_verified pretrained augment trunk_frozen trunk_cached compiled")
         + _fields(
             pa.int64(),
             "seed n_train n_val n_test num_classes img_size epochs batch_size eval_batch_size "
@@ -52,7 +52,7 @@ SCHEMAS = {
             pa.float64(),
             "lr weight_decay warmup_epochs clip_grad_norm val_fraction test_top1 test_top5 "
             "test_loss test_macro_f1 test_top1_at_best_val best_val_top1 final_val_top1 trainable_fraction "
-            "train_seconds eval_seconds train_images_per_second",
+            "train_seconds eval_seconds train_images_per_second trunk_cache_seconds",
         )
     ),
     "epochs": pa.schema(
@@ -65,6 +65,20 @@ SCHEMAS = {
         + _fields(pa.int64(), "class_index support")
         + _fields(pa.float64(), "accuracy")
     ),
+    "speed": pa.schema(
+        _fields(
+            pa.string(),
+            "speed_id started_at kind strategy model model_args optimizer precision device device_name "
+            "memory_kind torch_version timm_version peft_version python_version hostname git_commit",
+        )
+        + _fields(pa.bool_(), "compiled")
+        + _fields(
+            pa.int64(),
+            "img_size batch_size threads warmup_steps timed_steps trainable_params total_params "
+            "peak_memory_bytes",
+        )
+        + _fields(pa.float64(), "ms_per_step images_per_second step_gflops achieved_tflops peak_tflops mfu")
+    ),
     "confusion": pa.schema(
         _fields(pa.string(), "run_id") + _fields(pa.int64(), "true_index predicted_index count")
     ),
@@ -76,6 +90,7 @@ REQUIRED = {
     "epochs": {"run_id", "epoch", "train_loss", "val_top1"},
     "classes": {"run_id", "class_index", "class_name", "accuracy"},
     "confusion": {"run_id", "true_index", "predicted_index", "count"},
+    "speed": {"speed_id", "kind", "strategy", "ms_per_step", "images_per_second"},
 }
 
 

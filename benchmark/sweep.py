@@ -17,6 +17,7 @@ import socket
 import subprocess
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -253,19 +254,41 @@ class SweepResult:
         return 1 if self.statuses["failed"] or self.statuses["diverged"] else 0
 
 
+@dataclasses.dataclass(frozen=True)
+class ExecuteOptions:
+    force: bool = False  # rerun cells that already have an ok row
+    keep_weights: bool = False  # save trained parameters under results/weights
+    download: bool = True  # download a missing dataset
+    compile_model: bool = False  # torch.compile the trained module
+
+
+@dataclasses.dataclass
+class _Sweep:
+    """What every cell of one sweep shares."""
+
+    splits: data.Splits
+    source: BackboneSource
+    device: torch.device
+    dist: Dist
+    log: Callable[[str], None]
+    options: ExecuteOptions
+    result: SweepResult
+
+
 def execute(
     cells: list[RunConfig],
     device: torch.device,
     dist: Dist,
-    log,
-    force: bool = False,
-    keep_weights: bool = False,
-    download: bool = True,
+    log: Callable[[str], None],
+    options: ExecuteOptions | None = None,
 ) -> SweepResult:
     """Run the cells that have no successful row yet; every cell that starts ends as a row on disk."""
+    options = options or ExecuteOptions()
     result = SweepResult(Counter())
     results_dir = cells[0].results_dir
-    done = dist.broadcast(set() if force else store.completed_hashes(results_dir) if dist.is_main else None)
+    done = dist.broadcast(
+        set() if options.force else store.completed_hashes(results_dir) if dist.is_main else None
+    )
     pending = [cell for cell in cells if cell.config_hash not in done]
     result.skipped = len(cells) - len(pending)
     if result.skipped:
@@ -276,7 +299,7 @@ def execute(
     first = pending[0]
     if not dist.is_main:
         dist.barrier()  # rank 0 downloads and extracts first
-    splits = data.load(first.dataset, first.data_dir, first.val_fraction, download).to(device)
+    splits = data.load(first.dataset, first.data_dir, first.val_fraction, options.download).to(device)
     if dist.is_main:
         dist.barrier()
     source = BackboneSource(len(splits.class_names))
@@ -286,6 +309,7 @@ def execute(
         f"{len(pending)} cell(s) to run on {device} ({first.precision}), world size {dist.world_size}; "
         f"results in {results_dir}"
     )
+    sweep = _Sweep(splits, source, device, dist, log, options, result)
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # schedulers send SIGTERM
     try:
         for number, cell in enumerate(pending, 1):
@@ -293,28 +317,28 @@ def execute(
                 f"[{number}/{len(pending)}] {cell.strategy} on {cell.dataset}, seed {cell.seed} "
                 f"({cell.config_hash})"
             )
-            status = _run_claimed(cell, splits, source, device, dist, log, force, keep_weights, result)
-            if status == "cancelled":
+            if _run_claimed(cell, sweep) == "cancelled":
                 break
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     return result
 
 
-def _run_claimed(cell, splits, source, device, dist, log, force, keep_weights, result) -> str | None:
+def _run_claimed(cell: RunConfig, sweep: _Sweep) -> str | None:
+    dist = sweep.dist
     with store.claim(cell.results_dir, cell.config_hash) if dist.is_main else _held() as claimed:
         claimed = dist.broadcast(claimed)
         already = dist.broadcast(
             cell.config_hash in store.completed_hashes(cell.results_dir)
-            if dist.is_main and claimed and not force
+            if dist.is_main and claimed and not sweep.options.force
             else False
         )
         if not claimed or already:
-            log("  another process is running or has finished this cell; moving on")
-            result.busy += 1
+            sweep.log("  another process is running or has finished this cell; moving on")
+            sweep.result.busy += 1
             return None
-        status = _run_one(cell, splits, source, device, dist, log, keep_weights, result)
-        result.statuses[status] += 1
+        status = _run_one(cell, sweep)
+        sweep.result.statuses[status] += 1
         return status
 
 
@@ -324,18 +348,25 @@ def _held():
     yield True
 
 
-def _run_one(cell, splits, source, device, dist, log, keep_weights, result) -> str:
+def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
+    dist = sweep.dist
     run_id = (
         f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S}-{cell.strategy}-{cell.config_hash[:8]}"
     )
-    row = {"run_id": run_id, "started_at": _now(), **identity_row(cell, splits, device, dist)}
+    row = {"run_id": run_id, "started_at": _now(), **identity_row(cell, sweep.splits, sweep.device, dist)}
     outcome, status, error = None, "ok", ""
     try:
         seed_everything(cell.seed)
-        backbone = source.for_cell(cell)
+        backbone = sweep.source.for_cell(cell)
         row["weights"] = backbone.weights
         outcome = run(
-            cell, splits, backbone, device, dist, on_epoch=lambda record: log(_epoch_line(record, cell))
+            cell,
+            sweep.splits,
+            backbone,
+            sweep.device,
+            dist,
+            compile_model=sweep.options.compile_model,
+            on_epoch=lambda record: sweep.log(_epoch_line(record, cell)),
         )
     except KeyboardInterrupt:
         status, error = "cancelled", "interrupted (Ctrl-C or SIGTERM)"
@@ -345,24 +376,23 @@ def _run_one(cell, splits, source, device, dist, log, keep_weights, result) -> s
         status, error = "failed", f"out of memory: {str(failure).splitlines()[0]}"
     except Exception as failure:  # any error in one cell is recorded, and the sweep goes on
         status, error = "failed", f"{type(failure).__name__}: {failure}"
-        log(traceback.format_exc().rstrip())
+        sweep.log(traceback.format_exc().rstrip())
     row.update(status=status, error=error, finished_at=_now())
     row.setdefault("weights", cell.weights)
     if outcome is not None:
         row.update(outcome.row)
     if dist.is_main:  # only rank 0 writes
-        if outcome is not None and keep_weights:
+        if outcome is not None and sweep.options.keep_weights:
             row["weights_file"] = str(save_trained(cell, outcome, run_id))
         store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
         if status in ("ok", "diverged"):
             store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
-    result.run_ids.append(run_id)
+    sweep.result.run_ids.append(run_id)
     if status == "failed" and dist.enabled:
         # The other processes may be waiting in a collective operation: end the group, and torchrun
         # stops every process, rather than leave them hanging.
         raise RuntimeError(f"cell {cell.config_hash} failed on rank {dist.rank}: {error}")
-    summary = f"test top-1 {row['test_top1']:.2%}" if status == "ok" else error
-    log(f"  {status}: {summary}")
+    sweep.log(f"  {status}: " + (f"test top-1 {row['test_top1']:.2%}" if status == "ok" else error))
     return status
 
 

@@ -1,0 +1,215 @@
+"""`python -m benchmark speed`: the cost of one training step per strategy, on synthetic input.
+
+Each strategy's step is the runner's own (`Stepper`, with the frozen trunk run without autograd).
+Two baselines use the same model and batch: a bare `forward / backward / step` loop on the whole model,
+and a no-grad forward pass. FLOPs are counted by torch's FlopCounterMode over one step (matrix
+multiplications and convolutions, forward and backward); MFU divides the achieved FLOP/s by the
+device's peak dense bf16 throughput.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmark import backbone as backbones
+from benchmark import store
+from benchmark.config import TrainParams, make_train_params, strategy_class
+from benchmark.measure import ParamCounts, PeakMemory, synchronize
+from benchmark.runner import Stepper, autocast, frozen_forward, make_optimizer, seed_everything
+from benchmark.sweep import device_name, provenance
+
+# Peak dense bf16 tensor throughput, TFLOP/s, from the vendors' data sheets (without sparsity).
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "RTX 4090": 165.2,
+    "RTX 3090": 71.0,
+}
+
+
+def peak_tflops(name: str) -> float | None:
+    """The peak of a known GPU, matching the longest name first (H100 PCIe before H100)."""
+    for key in sorted(PEAK_BF16_TFLOPS, key=len, reverse=True):
+        if key in name:
+            return PEAK_BF16_TFLOPS[key]
+    return None
+
+
+@dataclasses.dataclass
+class SpeedSpec:
+    strategies: list[str]
+    model: str
+    model_args: dict[str, Any]
+    img_size: int | None
+    num_classes: int
+    batch_size: int
+    warmup_steps: int
+    steps: int
+    precision: str
+    compile_model: bool
+    peak_tflops: float | None
+    baselines: bool
+
+
+def _time(step: Callable[[], Any], warmup: int, steps: int, device: torch.device) -> float:
+    """Seconds per step, after warm-up; the clock waits for queued GPU work."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def _flops(step: Callable[[], Any]) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops()
+
+
+def _measure(
+    kind: str, name: str, step: Callable[[], Any], model: nn.Module, spec: SpeedSpec, device: torch.device
+) -> dict[str, Any]:
+    flops = _flops(step)  # also the first warm-up step
+    memory = PeakMemory(device)
+    memory.reset()
+    seconds = _time(step, spec.warmup_steps, spec.steps, device)
+    counts = ParamCounts.of(model)
+    achieved = flops / seconds / 1e12
+    peak = spec.peak_tflops or (peak_tflops(device_name(device)) if device.type == "cuda" else None)
+    return {
+        "kind": kind,
+        "strategy": name,
+        "ms_per_step": 1000 * seconds,
+        "images_per_second": spec.batch_size / seconds,
+        "step_gflops": flops / 1e9,
+        "achieved_tflops": achieved,
+        "peak_tflops": peak,
+        "mfu": achieved / peak if peak else None,
+        "peak_memory_bytes": memory.peak_bytes(),
+        "memory_kind": memory.kind,
+        "trainable_params": counts.trainable if kind != "forward_only" else 0,
+        "total_params": counts.total,
+    }
+
+
+def _setup(spec: SpeedSpec, device: torch.device):
+    seed_everything(0)
+    created = backbones.create(spec.model, spec.num_classes, "none", spec.img_size, spec.model_args)
+    size = created.img_size
+    images = torch.randn(spec.batch_size, 3, size, size, device=device)
+    labels = torch.randint(0, spec.num_classes, (spec.batch_size,), device=device)
+    return created.model, images, labels
+
+
+def strategy_row(name: str, spec: SpeedSpec, train: TrainParams, device: torch.device) -> dict[str, Any]:
+    model, images, labels = _setup(spec, device)
+    strategy = strategy_class(name)()
+    model = strategy.prepare(model).to(device).train()
+    split = strategy.split(model)
+    trunk, trainable = (split.trunk.eval(), split.rest) if split else (None, model)
+    optimizer = make_optimizer(model, train, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    module = torch.compile(trainable) if spec.compile_model else trainable
+    stepper = Stepper(module, trainable, optimizer, scheduler, train.clip_grad_norm, spec.precision, device)
+    row = _measure(
+        "strategy",
+        name,
+        lambda: stepper(frozen_forward(trunk, images, device, spec.precision), labels),
+        model,
+        spec,
+        device,
+    )
+    return row | {"optimizer": train.optimizer}
+
+
+def bare_loop_row(spec: SpeedSpec, device: torch.device) -> dict[str, Any]:
+    """A plain loop on the whole model with plain SGD (momentum 0.9): the floor for a full step."""
+    model, images, labels = _setup(spec, device)
+    model = model.to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    module = torch.compile(model) if spec.compile_model else model
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, spec.precision):
+            loss = nn.functional.cross_entropy(module(images).float(), labels)
+        loss.backward()
+        optimizer.step()
+
+    return _measure("bare_loop", "bare loop (full model)", step, model, spec, device) | {"optimizer": "sgd"}
+
+
+def forward_row(spec: SpeedSpec, device: torch.device) -> dict[str, Any]:
+    model, images, _ = _setup(spec, device)
+    model = model.to(device).eval()
+
+    def step() -> None:
+        with torch.no_grad(), autocast(device, spec.precision):
+            model(images)
+
+    return _measure("forward_only", "forward only (no grad)", step, model, spec, device) | {"optimizer": ""}
+
+
+def run_speed(spec: SpeedSpec, device: torch.device, flags: dict[str, Any], log) -> pd.DataFrame:
+    rows = []
+    for name in spec.strategies:
+        train = make_train_params(name, flags, {})
+        log(f"timing {name}: {spec.warmup_steps} warm-up, {spec.steps} timed steps, batch {spec.batch_size}")
+        rows.append(strategy_row(name, spec, train, device))
+    if spec.baselines:
+        log("timing the baselines: bare training loop and no-grad forward")
+        rows += [bare_loop_row(spec, device), forward_row(spec, device)]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    common = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "model": spec.model,
+        "model_args": json.dumps(spec.model_args, sort_keys=True),
+        "img_size": _img_size(spec),
+        "batch_size": spec.batch_size,
+        "precision": spec.precision,
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "warmup_steps": spec.warmup_steps,
+        "timed_steps": spec.steps,
+        "compiled": spec.compile_model,
+        **provenance(),
+    }
+    speed_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return pd.DataFrame([common | row | {"speed_id": speed_id} for row in rows])
+
+
+def _img_size(spec: SpeedSpec) -> int:
+    if spec.img_size:
+        return spec.img_size
+    skeleton = backbones.create_skeleton(spec.model, spec.num_classes, None, spec.model_args)
+    return int(skeleton.patch_embed.img_size[0])
+
+
+def write(frame: pd.DataFrame, results_dir: Path) -> Path:
+    """One file per `speed` invocation, in the same atomic way as runs."""
+    path = Path(results_dir) / "speed" / f"{frame['speed_id'].iloc[0]}.parquet"
+    store.write_atomic(frame, path, "speed")
+    return path
