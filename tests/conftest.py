@@ -38,27 +38,43 @@ def run_cli(
     )
 
 
+def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """`python -m benchmark ARGS` in the background, for tests that signal or race it."""
+    environment = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"} | (env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *args],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# Every strategy, two seeds, two epochs, on synthetic data with a tiny ViT.
+SWEEP = [
+    "run",
+    "--strategies",
+    "all",
+    "--dataset",
+    "synthetic",
+    *TINY_ARGS,
+    "--no-pretrained",
+    "--epochs",
+    "2",
+    "--seeds",
+    "0,1",
+    "--results-dir",
+    "results",
+    "--device",
+    "cpu",
+]
+
+
 @pytest.fixture(scope="session")
 def sweep_results(tmp_path_factory) -> Path:
-    """Every strategy, two seeds, on synthetic data with a tiny ViT: results written by the real CLI."""
+    """The SWEEP's results, written by the real CLI."""
     folder = tmp_path_factory.mktemp("sweep")
-    result = run_cli(
-        "run",
-        "--strategies",
-        "all",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "2",
-        "--seeds",
-        "0,1",
-        "--results-dir",
-        "results",
-        "--device",
-        "cpu",
-        cwd=folder,
-    )
+    result = run_cli(*SWEEP, cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder / "results"

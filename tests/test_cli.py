@@ -11,7 +11,7 @@ import pytest
 
 import strategies
 from benchmark.store import SCHEMAS
-from tests.conftest import ROOT, TINY_ARGS, run_cli
+from tests.conftest import ROOT, SWEEP, TINY_ARGS, run_cli
 
 
 def test_dry_run_counts_vit_b16_offline_and_writes_nothing(tmp_path):
@@ -122,24 +122,7 @@ def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
 def test_rerun_skips_finished_cells(sweep_results):
     folder = sweep_results.parent
     before = sorted(path.name for path in (sweep_results / "runs").iterdir())
-    result = run_cli(
-        "run",
-        "--strategies",
-        "all",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "2",
-        "--seeds",
-        "0,1",
-        "--results-dir",
-        "results",
-        "--device",
-        "cpu",
-        cwd=folder,
-    )
+    result = run_cli(*SWEEP, cwd=folder)
     assert result.returncode == 0, result.stderr
     assert f"skipping {2 * len(strategies.names())} cell(s) already done" in result.stderr
     assert sorted(path.name for path in (sweep_results / "runs").iterdir()) == before

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, TINY_ARGS, run_cli
+from tests.conftest import ROOT, TINY_ARGS, run_cli, start_cli
 
 CELLS = [
     "--strategies",
@@ -72,18 +72,7 @@ def test_two_shards_cover_a_sweep_exactly_once(tmp_path):
         "--results-dir",
         "results",
     ]
-    env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    shards = [
-        subprocess.Popen(
-            [sys.executable, "-m", "benchmark", *sweep, "--shard", f"{index}/2"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for index in range(2)
-    ]
+    shards = [start_cli(*sweep, "--shard", f"{index}/2", cwd=tmp_path) for index in range(2)]
     for shard in shards:
         _, stderr = shard.communicate(timeout=300)
         assert shard.returncode == 0, stderr

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from benchmark import cli, data
 from benchmark.sweep import load_trained
 from strategies.base import Strategy
 from tests.cifar_layout import write_archive, write_folder
-from tests.conftest import ROOT, TINY_ARGS, run_cli
+from tests.conftest import TINY_ARGS, run_cli, start_cli
 
 # 6 epochs of `full` on the tiny ViT: a few seconds, long enough to be killed in the middle.
 LONG_CELL = [
@@ -39,18 +37,6 @@ LONG_CELL = [
 ]
 
 
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchmark", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def wait_for_checkpoint(folder: Path, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not list((folder / "results" / "checkpoints").glob("[!.]*.pt")):  # renamed into place
@@ -66,7 +52,7 @@ def runs(folder: Path) -> pd.DataFrame:
 def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     killed.mkdir(), clean.mkdir()
-    process = start(LONG_CELL, killed)
+    process = start_cli(*LONG_CELL, cwd=killed)
     wait_for_checkpoint(killed, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -93,7 +79,7 @@ def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_ctrl_c_records_cancelled_and_the_rerun_finishes(tmp_path):
-    process = start(LONG_CELL, tmp_path)
+    process = start_cli(*LONG_CELL, cwd=tmp_path)
     wait_for_checkpoint(tmp_path, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
@@ -124,7 +110,7 @@ def test_two_concurrent_runs_never_run_a_cell_twice(tmp_path):
         "--results-dir",
         "results",
     ]
-    first, second = start(sweep, tmp_path), start(sweep, tmp_path)
+    first, second = start_cli(*sweep, cwd=tmp_path), start_cli(*sweep, cwd=tmp_path)
     for process in (first, second):
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr
