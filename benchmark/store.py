@@ -136,6 +136,28 @@ def write_run(results_dir: Path, run_id: str, row: dict, tables: dict[str, pd.Da
     write_atomic(pd.DataFrame([row]), results_dir / "runs" / f"{run_id}.parquet", "runs")
 
 
+def supersede(results_dir: Path, config_hash: str, newer_run_id: str) -> int:
+    """After a forced rerun succeeds, mark the cell's older ok rows `superseded`, so that a cell never
+    has two successful rows and nothing is deleted. Returns how many rows were marked."""
+    marked = 0
+    for path in sorted((Path(results_dir) / "runs").glob("[!.]*.parquet")):
+        if path.stem == newer_run_id:
+            continue
+        try:
+            row = pd.read_parquet(path)
+        except Exception:  # not a run of ours; read() warns about such files
+            continue
+        if (
+            {"config_hash", "status"} <= set(row.columns)
+            and (row["config_hash"] == config_hash).all()
+            and (row["status"] == "ok").all()
+        ):
+            row["status"], row["error"] = "superseded", f"superseded by {newer_run_id} (--force)"
+            write_atomic(row, path, "runs")
+            marked += 1
+    return marked
+
+
 def read(results_dir: Path, table: str = "runs") -> pd.DataFrame:
     """Every file of one table; a file that is not a readable run is named in a warning and skipped."""
     frames = []

@@ -387,6 +387,8 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
         store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
         if status in ("ok", "diverged"):
             store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
+        if status == "ok" and sweep.options.force:
+            store.supersede(cell.results_dir, cell.config_hash, run_id)
     sweep.result.run_ids.append(run_id)
     if status == "failed" and dist.enabled:
         # The other processes may be waiting in a collective operation: end the group, and torchrun

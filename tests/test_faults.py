@@ -289,3 +289,30 @@ def test_unwritable_results_folder_is_bad_input(tmp_path):
         _bad(tmp_path, "--dataset", "synthetic", "--no-pretrained", "--results-dir", "a_file/results"),
         "not writable",
     )
+
+
+def test_force_reruns_and_keeps_one_ok_row_per_cell(tmp_path):
+    cell = [
+        "run",
+        "--strategies",
+        "linear",
+        "--dataset",
+        "synthetic",
+        *TINY_ARGS,
+        "--no-pretrained",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--results-dir",
+        "results",
+    ]
+    assert run_cli(*cell, cwd=tmp_path).returncode == 0
+    skipped = run_cli(*cell, cwd=tmp_path)
+    assert "skipping 1 cell(s) already done" in skipped.stderr and len(runs(tmp_path)) == 1
+    forced = run_cli(*cell, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    table = runs(tmp_path).sort_values("started_at")
+    assert sorted(table["status"]) == ["ok", "superseded"]
+    newer = table[table["status"] == "ok"]["run_id"].item()
+    assert table[table["status"] == "superseded"]["error"].item() == f"superseded by {newer} (--force)"
