@@ -137,11 +137,14 @@ def _load_cifar(name: str, data_dir: Path, download: bool):
 
 
 def _download(spec: type[CIFAR10], data_dir: Path, name: str) -> None:
+    created = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         download_url(spec.url, str(data_dir), spec.filename, spec.tgz_md5)  # verifies the md5
     except Exception as error:  # network errors come in many types; all mean the same to the user
         (data_dir / spec.filename).unlink(missing_ok=True)
+        if created and not any(data_dir.iterdir()):
+            data_dir.rmdir()  # a failed download leaves nothing behind
         raise UsageError(
             f"{name} is not in {data_dir} and could not be downloaded ({error}); put "
             f"{spec.filename} from {spec.url} in {data_dir}"

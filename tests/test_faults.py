@@ -316,3 +316,21 @@ def test_force_reruns_and_keeps_one_ok_row_per_cell(tmp_path):
     assert sorted(table["status"]) == ["ok", "superseded"]
     newer = table[table["status"] == "ok"]["run_id"].item()
     assert table[table["status"] == "superseded"]["error"].item() == f"superseded by {newer} (--force)"
+
+
+def test_failed_download_says_where_to_put_the_archive_and_leaves_nothing(tmp_path):
+    # A proxy on a closed loopback port makes the real download fail at once, with or without network.
+    closed = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    result = run_cli(
+        "run",
+        "--strategies",
+        "linear",
+        "--dataset",
+        "cifar100",
+        *TINY_ARGS,
+        "--no-pretrained",
+        cwd=tmp_path,
+        env=closed,
+    )
+    _assert_one_line_exit_2(result, "put cifar-100-python.tar.gz from https://www.cs.toronto.edu/")
+    assert list(tmp_path.iterdir()) == []
