@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from benchmark import backbone as backbones
-from benchmark import data, store
+from benchmark import data, store, trained
 from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged, UsageError
@@ -383,7 +383,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
         row.update(outcome.row)
     if dist.is_main:  # only rank 0 writes
         if outcome is not None and sweep.options.keep_weights:
-            row["weights_file"] = str(save_trained(cell, outcome, run_id))
+            row["weights_file"] = str(trained.save(cell, outcome, run_id))
         store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
         if status in ("ok", "diverged"):
             store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
@@ -403,43 +403,3 @@ def _epoch_line(record: dict, cell: RunConfig) -> str:
         f"  epoch {record['epoch']}/{cell.train.epochs}  train loss {record['train_loss']:.4f}  "
         f"val top-1 {record['val_top1']:.2%}  ({record['train_seconds']:.1f} s)"
     )
-
-
-def save_trained(cell: RunConfig, outcome, run_id: str) -> Path:
-    """The trained parameters (adapter and head, or all of them) with what is needed to rebuild the model."""
-    from safetensors.torch import save_file
-
-    path = cell.results_dir / "weights" / f"{run_id}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {name: tensor.contiguous() for name, tensor in outcome.final_state.items()}
-    metadata = {"config_json": cell.to_json(), "run_id": run_id, "num_classes": str(outcome.num_classes)}
-    save_file(tensors, str(path), metadata=metadata)
-    return path
-
-
-def load_trained(path: Path) -> torch.nn.Module:
-    """A model saved with --keep-weights: the same backbone (pretrained weights, or the same random
-    initialisation for the run's seed), the strategy's preparation, then the trained parameters."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as file:
-        metadata = file.metadata()
-    config = json.loads(metadata["config_json"])
-    seed_everything(config["seed"])
-    created = backbones.create(
-        config["model"],
-        int(metadata["num_classes"]),
-        config["weights"],
-        config["img_size"],
-        config["model_args"],
-    )
-    options = make_options(config["strategy"], config["options"])
-    model = strategy_class(config["strategy"])(options).prepare(created.model)
-    missing_trained = set(load_file(str(path))) - set(model.state_dict())
-    if missing_trained:
-        raise UsageError(
-            f"{path} holds parameters the rebuilt model lacks, e.g. {sorted(missing_trained)[0]}"
-        )
-    model.load_state_dict(load_file(str(path)), strict=False)
-    return model.eval()

@@ -14,7 +14,7 @@ from torch import nn
 
 import strategies
 from benchmark import cli, data
-from benchmark.sweep import load_trained
+from benchmark.trained import load as load_trained
 from strategies.base import Strategy
 from tests.cifar_layout import write_archive, write_folder
 from tests.conftest import TINY_ARGS, run_cli, start_cli
