@@ -268,10 +268,11 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
         raise UsageError(
             f"no readable runs in {results_dir}: run 'python -m benchmark run' first, or pass --results-dir"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    markdown_text, written = "", []
     if not runs.empty:
         runs = _filter(runs, results_dir, dataset=dataset, model=model)
+    out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
+    markdown_text, written = "", []
+    if not runs.empty:
         table = aggregate(runs)
         table.drop(columns=["cell_hash"]).to_csv(out / "summary.csv", index=False)
         markdown_text = markdown(table)
