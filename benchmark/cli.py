@@ -288,9 +288,7 @@ def command_run(args: argparse.Namespace) -> int:
     # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
     # MB per layer and allocating them costs more than it saves (measured: 1.48x slower than batch 64).
     spec.train_flags.setdefault("eval_batch_size", CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH)
-    spec.precision = (
-        ("bf16" if device.type == "cuda" else "fp32") if args.precision == "auto" else args.precision
-    )
+    spec.precision = _precision(args.precision, device)
     cells = sweep.expand(spec)
     plans = [sweep.plan(cell) for cell in cells]  # validates every cell against the architecture
     if args.dry_run:
@@ -344,8 +342,16 @@ def _print_plan(plans: list[dict], as_json: bool) -> None:
     Console(width=max(120, Console().width)).print(table)
 
 
+def _precision(requested: str, device) -> str:
+    """auto: bf16 autocast on a GPU, fp32 on a CPU."""
+    return ("bf16" if device.type == "cuda" else "fp32") if requested == "auto" else requested
+
+
 def command_speed(args: argparse.Namespace) -> int:
     from benchmark import distributed, speed, store
+    from benchmark.backbone import check_model_name
+    from benchmark.config import make_train_params
+    from benchmark.report import print_speed
 
     for flag, value, low in (
         ("--batch-size", args.batch_size, 1),
@@ -357,8 +363,6 @@ def command_speed(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} must be at least {low}; got {value}")
     if args.peak_tflops is not None and args.peak_tflops <= 0:
         raise UsageError(f"--peak-tflops must be positive; got {args.peak_tflops}")
-    from benchmark.backbone import check_model_name
-
     check_model_name(args.model)
     device = distributed.resolve_device(args.device)
     spec = speed.SpeedSpec(
@@ -370,23 +374,17 @@ def command_speed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         warmup_steps=args.warmup_steps,
         steps=args.steps,
-        precision=("bf16" if device.type == "cuda" else "fp32")
-        if args.precision == "auto"
-        else args.precision,
+        precision=_precision(args.precision, device),
         compile_model=args.compile,
         peak_tflops=args.peak_tflops,
         baselines=not args.no_baselines,
     )
     flags = {"optimizer": args.optimizer} if args.optimizer else {}
-    for name in spec.strategies:  # validates options against the architecture before timing anything
-        from benchmark.config import make_train_params
-
+    for name in spec.strategies:  # checks the hyper-parameters (e.g. --optimizer) before timing anything
         make_train_params(name, flags, {})
     store.check_writable(args.results_dir)
     frame = speed.run_speed(spec, device, flags, lambda text: console.print(text, markup=False))
     path = speed.write(frame, args.results_dir)
-    from benchmark.report import print_speed
-
     print_speed(frame, Console(width=max(120, Console().width)))
     console.print(f"wrote {path}", markup=False)
     return 0

@@ -91,3 +91,39 @@ def test_epoch_order_shards_each_global_batch_across_ranks():
         assert torch.equal(torch.cat([batches[0][step], batches[1][step]]), global_batch)
     seen = torch.cat(single)
     assert len(seen.unique()) == len(seen), "an image twice in one epoch"
+
+
+def test_speed_command_writes_rows_that_report_shows(tmp_path):
+    from tests.conftest import TINY_ARGS, run_cli
+
+    result = run_cli(
+        "speed",
+        "--strategies",
+        "full,linear",
+        *TINY_ARGS,
+        "--batch-size",
+        "4",
+        "--warmup-steps",
+        "1",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--results-dir",
+        "results",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "results" / "speed").set_index("strategy")
+    assert set(rows["kind"]) == {"strategy", "bare_loop", "forward_only"}
+    forward = rows.loc["forward only (no grad)", "step_gflops"]
+    # A training step's backward costs two forwards; the linear probe's frozen trunk runs forward only.
+    assert rows.loc["full", "step_gflops"] == pytest.approx(3 * forward, rel=0.05)
+    assert rows.loc["linear", "step_gflops"] == pytest.approx(forward, rel=0.05)
+    assert rows.loc["full", "step_gflops"] == pytest.approx(rows.loc["bare loop (full model)", "step_gflops"])
+    assert (rows["ms_per_step"] > 0).all() and rows["mfu"].isna().all(), "no peak is known for a CPU"
+    report = run_cli("report", "--results-dir", "results", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "# Speed" in (tmp_path / "results" / "report" / "summary.md").read_text()
