@@ -51,17 +51,24 @@ def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Pope
     )
 
 
+def tiny_run(strategies: str, epochs: int) -> list[str]:
+    """The start of a `run` of the tiny ViT from random initialisation on synthetic data."""
+    return [
+        "run",
+        "--strategies",
+        strategies,
+        "--dataset",
+        "synthetic",
+        *TINY_ARGS,
+        "--no-pretrained",
+        "--epochs",
+        str(epochs),
+    ]
+
+
 # Every strategy, two seeds, two epochs, on synthetic data with a tiny ViT.
 SWEEP = [
-    "run",
-    "--strategies",
-    "all",
-    "--dataset",
-    "synthetic",
-    *TINY_ARGS,
-    "--no-pretrained",
-    "--epochs",
-    "2",
+    *tiny_run("all", epochs=2),
     "--seeds",
     "0,1",
     "--results-dir",

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, TINY_ARGS, run_cli, start_cli
+from tests.conftest import ROOT, TINY_ARGS, run_cli, start_cli, tiny_run
 
 CELLS = [
     "--strategies",
@@ -56,15 +56,7 @@ def test_torchrun_two_processes_match_a_single_process(tmp_path):
 
 def test_two_shards_cover_a_sweep_exactly_once(tmp_path):
     sweep = [
-        "run",
-        "--strategies",
-        "linear,lora,last_k",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "1",
+        *tiny_run("linear,lora,last_k", epochs=1),
         "--seeds",
         "0,1",
         "--device",

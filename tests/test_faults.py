@@ -17,19 +17,11 @@ from benchmark import cli, data
 from benchmark.trained import load as load_trained
 from strategies.base import Strategy
 from tests.cifar_layout import write_archive, write_folder
-from tests.conftest import TINY_ARGS, run_cli, start_cli
+from tests.conftest import TINY_ARGS, run_cli, start_cli, tiny_run
 
 # 6 epochs of `full` on the tiny ViT: a few seconds, long enough to be killed in the middle.
 LONG_CELL = [
-    "run",
-    "--strategies",
-    "full",
-    "--dataset",
-    "synthetic",
-    *TINY_ARGS,
-    "--no-pretrained",
-    "--epochs",
-    "6",
+    *tiny_run("full", epochs=6),
     "--device",
     "cpu",
     "--results-dir",
@@ -94,15 +86,7 @@ def test_ctrl_c_records_cancelled_and_the_rerun_finishes(tmp_path):
 
 def test_two_concurrent_runs_never_run_a_cell_twice(tmp_path):
     sweep = [
-        "run",
-        "--strategies",
-        "linear,lora,last_k",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "3",
+        *tiny_run("linear,lora,last_k", epochs=3),
         "--seeds",
         "0,1",
         "--device",
@@ -121,15 +105,7 @@ def test_two_concurrent_runs_never_run_a_cell_twice(tmp_path):
 
 def test_non_finite_loss_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_path):
     result = run_cli(
-        "run",
-        "--strategies",
-        "full,linear",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "2",
+        *tiny_run("full,linear", epochs=2),
         "--set",
         "full.lr=1e12",
         "--set",
@@ -180,15 +156,7 @@ def failing_strategy():
 def test_exception_inside_a_strategy_is_a_failed_row_and_the_sweep_goes_on(tmp_path, failing_strategy):
     status = cli.main(
         [
-            "run",
-            "--strategies",
-            f"{failing_strategy},linear",
-            "--dataset",
-            "synthetic",
-            *TINY_ARGS,
-            "--no-pretrained",
-            "--epochs",
-            "2",
+            *tiny_run(f"{failing_strategy},linear", epochs=2),
             "--device",
             "cpu",
             "--results-dir",
@@ -204,15 +172,7 @@ def test_exception_inside_a_strategy_is_a_failed_row_and_the_sweep_goes_on(tmp_p
 
 def test_kept_weights_load_back_with_the_head(tmp_path):
     result = run_cli(
-        "run",
-        "--strategies",
-        "lora",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "2",
+        *tiny_run("lora", epochs=2),
         "--device",
         "cpu",
         "--keep-weights",
@@ -293,15 +253,7 @@ def test_unwritable_results_folder_is_bad_input(tmp_path):
 
 def test_force_reruns_and_keeps_one_ok_row_per_cell(tmp_path):
     cell = [
-        "run",
-        "--strategies",
-        "linear",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "1",
+        *tiny_run("linear", epochs=1),
         "--device",
         "cpu",
         "--results-dir",

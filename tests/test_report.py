@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import strategies
-from tests.conftest import TINY_ARGS, run_cli
+from tests.conftest import run_cli, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -17,15 +17,7 @@ def report(sweep_results, tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     shutil.copytree(sweep_results, folder / "results")
     diverged = run_cli(
-        "run",
-        "--strategies",
-        "full",
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        "1",
+        *tiny_run("full", epochs=1),
         "--set",
         "full.lr=1e12",
         "--set",
