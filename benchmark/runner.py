@@ -168,6 +168,17 @@ def evaluate(
     return tally
 
 
+def epoch_generators(seed: int, epoch: int, rank: int, device: torch.device):
+    """Random streams for one epoch, derived from (seed, epoch) so a resumed run needs no saved state:
+    the batch order is the same on every process; the augmentation differs between processes."""
+
+    def generator(*key: int) -> torch.Generator:
+        derived = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0])
+        return torch.Generator(device=device).manual_seed(derived)
+
+    return generator(seed, epoch), generator(seed, epoch, rank + 1)
+
+
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     """Linear warm-up to the peak, then cosine decay to zero; `step` counts from 0."""
     if step < warmup_steps:
@@ -208,14 +219,13 @@ class Progress:
     resumed_from_epoch: int = 0
 
 
-def save_checkpoint(path, cfg, model, optimizer, scheduler, generator, progress) -> None:
+def save_checkpoint(path, cfg, model, optimizer, scheduler, progress) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "config_hash": cfg.config_hash,
         "model": trainable_state(model),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "progress": dataclasses.asdict(progress),
     }
@@ -226,7 +236,7 @@ def save_checkpoint(path, cfg, model, optimizer, scheduler, generator, progress)
     temporary.replace(path)
 
 
-def load_checkpoint(path, cfg, model, optimizer, scheduler, generator) -> Progress:
+def load_checkpoint(path, cfg, model, optimizer, scheduler) -> Progress:
     if not path.exists():
         return Progress()
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -235,7 +245,6 @@ def load_checkpoint(path, cfg, model, optimizer, scheduler, generator) -> Progre
     model.load_state_dict(state["model"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -298,9 +307,8 @@ def run(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps)
     )
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
     ckpt = checkpoint_path(cfg.results_dir, cfg.config_hash)
-    progress = load_checkpoint(ckpt, cfg, model, optimizer, scheduler, generator)
+    progress = load_checkpoint(ckpt, cfg, model, optimizer, scheduler)
     train_watch.seconds += progress.train_seconds
     eval_watch.seconds += progress.eval_seconds
 
@@ -314,8 +322,9 @@ def run(
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         labels = splits.train.labels
-        for index in epoch_order(len(labels), cfg.train.batch_size, generator, dist.rank, dist.world_size):
-            loss, logits = step(inputs.batch("train", index, generator), labels[index])
+        order, augmentation = epoch_generators(cfg.seed, progress.epoch, dist.rank, device)
+        for index in epoch_order(len(labels), cfg.train.batch_size, order, dist.rank, dist.world_size):
+            loss, logits = step(inputs.batch("train", index, augmentation), labels[index])
             # Accumulated on the device: no host synchronisation inside the loop.
             loss_sum += loss.double() * len(index)
             correct += (logits.argmax(1) == labels[index]).sum()
@@ -349,7 +358,7 @@ def run(
             progress.best_state = {name: tensor.cpu() for name, tensor in trainable_state(model).items()}
         progress.train_seconds, progress.eval_seconds = train_watch.seconds, eval_watch.seconds
         if dist.is_main:
-            save_checkpoint(ckpt, cfg, model, optimizer, scheduler, generator, progress)
+            save_checkpoint(ckpt, cfg, model, optimizer, scheduler, progress)
         if on_epoch:
             on_epoch(record)
 
