@@ -49,16 +49,20 @@ def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
 
 def _scatter(group: pd.DataFrame, styles: dict, x: str, xlabel: str, title: str, front: bool) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 5))
+    drawn: set[tuple[float, float]] = set()
     for _, row in group.iterrows():
+        point = (row[x], row["test_top1"])
+        # A cell exactly on an earlier one is drawn as a ring around it, so that neither hides the other.
+        ring = {"markersize": 14, "markerfacecolor": "none", "markeredgewidth": 2} if point in drawn else {}
+        drawn.add(point)
         ax.errorbar(
-            row[x],
-            row["test_top1"],
+            *point,
             yerr=row["test_top1_std"] if pd.notna(row["test_top1_std"]) else None,
             xerr=row.get(x + "_std") if pd.notna(row.get(x + "_std", np.nan)) else None,
             fmt=styles[row["label"]]["marker"],
             color=styles[row["label"]]["color"],
             capsize=4,
-            markersize=8,
+            **({"markersize": 8} | ring),
             label=f"{row['label']} (n={int(row['seeds'])})",
         )
     if front:
