@@ -63,6 +63,11 @@ class Pipeline:
         return to_model_input(images, self.size, self.mean, self.std)
 
 
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    """Full batches only, and at least one (a batch is at most the whole split)."""
+    return count // min(batch_size, count)
+
+
 def epoch_order(
     count: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
 ) -> list[torch.Tensor]:
@@ -73,5 +78,5 @@ def epoch_order(
     per_rank = batch_size // world_size
     return [
         order[start + rank * per_rank : start + (rank + 1) * per_rank]
-        for start in range(0, count - batch_size + 1, batch_size)
+        for start in range(0, steps_per_epoch(count, batch_size) * batch_size, batch_size)
     ]

@@ -29,7 +29,7 @@ from benchmark.distributed import Dist
 from benchmark.errors import Diverged
 from benchmark.evaluate import Tally
 from benchmark.measure import ParamCounts, PeakMemory, Stopwatch
-from benchmark.pipeline import Pipeline, epoch_order
+from benchmark.pipeline import Pipeline, epoch_order, steps_per_epoch
 from benchmark.store import checkpoint_path
 
 CACHE_FRACTION_OF_FREE_MEMORY = 0.5  # the trunk cache may use at most this share of free device memory
@@ -297,12 +297,10 @@ def run(
     if compile_model:
         train_module = torch.compile(train_module)
     optimizer = make_optimizer(model, cfg.train, device)
-    steps_per_epoch = len(
-        epoch_order(len(splits.train), cfg.train.batch_size, torch.Generator().manual_seed(0))
-    )
+    steps = steps_per_epoch(len(splits.train), cfg.train.batch_size)
     total_steps, warmup_steps = (
-        cfg.train.epochs * steps_per_epoch,
-        round(cfg.train.warmup_epochs * steps_per_epoch),
+        cfg.train.epochs * steps,
+        round(cfg.train.warmup_epochs * steps),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps)
@@ -374,7 +372,7 @@ def run(
 
     # Every optimiser step sees the global batch: per-process share times the number of processes.
     images_per_step = min(cfg.train.batch_size, len(splits.train)) // dist.world_size * dist.world_size
-    trained_images = cfg.train.epochs * steps_per_epoch * images_per_step
+    trained_images = cfg.train.epochs * steps * images_per_step
     row = {
         "test_top1": test.top1,
         "test_top5": test.top5,

@@ -136,13 +136,10 @@ def write_run(results_dir: Path, run_id: str, row: dict, tables: dict[str, pd.Da
     write_atomic(pd.DataFrame([row]), results_dir / "runs" / f"{run_id}.parquet", "runs")
 
 
-def supersede(results_dir: Path, config_hash: str, newer_run_id: str) -> int:
-    """After a forced rerun succeeds, mark the cell's older ok rows `superseded`, so that a cell never
-    has two successful rows and nothing is deleted. Returns how many rows were marked."""
-    marked = 0
-    for path in sorted((Path(results_dir) / "runs").glob("[!.]*.parquet")):
-        if path.stem == newer_run_id:
-            continue
+def _ok_rows_of_cell(results_dir: Path, config_hash: str) -> Iterator[tuple[Path, pd.DataFrame]]:
+    """The cell's successful run files. Run ids end in the config hash's first 8 characters, so only
+    those few files are opened, however large the results folder."""
+    for path in sorted((Path(results_dir) / "runs").glob(f"[!.]*-{config_hash[:8]}.parquet")):
         try:
             row = pd.read_parquet(path)
         except Exception:  # not a run of ours; read() warns about such files
@@ -152,10 +149,23 @@ def supersede(results_dir: Path, config_hash: str, newer_run_id: str) -> int:
             and (row["config_hash"] == config_hash).all()
             and (row["status"] == "ok").all()
         ):
-            row["status"], row["error"] = "superseded", f"superseded by {newer_run_id} (--force)"
-            write_atomic(row, path, "runs")
-            marked += 1
-    return marked
+            yield path, row
+
+
+def has_ok_row(results_dir: Path, config_hash: str) -> bool:
+    return any(True for _ in _ok_rows_of_cell(results_dir, config_hash))
+
+
+def supersede(results_dir: Path, config_hash: str, newer_run_id: str) -> int:
+    """After a forced rerun succeeds, mark the cell's older ok rows `superseded`, so that a cell never
+    has two successful rows and nothing is deleted. Returns how many rows were marked."""
+    older = [
+        (path, row) for path, row in _ok_rows_of_cell(results_dir, config_hash) if path.stem != newer_run_id
+    ]
+    for path, row in older:
+        row["status"], row["error"] = "superseded", f"superseded by {newer_run_id} (--force)"
+        write_atomic(row, path, "runs")
+    return len(older)
 
 
 def read(results_dir: Path, table: str = "runs") -> pd.DataFrame:

@@ -329,7 +329,7 @@ def _run_claimed(cell: RunConfig, sweep: _Sweep) -> str | None:
     with store.claim(cell.results_dir, cell.config_hash) if dist.is_main else _held() as claimed:
         claimed = dist.broadcast(claimed)
         already = dist.broadcast(
-            cell.config_hash in store.completed_hashes(cell.results_dir)
+            store.has_ok_row(cell.results_dir, cell.config_hash)
             if dist.is_main and claimed and not sweep.options.force
             else False
         )
@@ -350,6 +350,7 @@ def _held():
 
 def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
     dist = sweep.dist
+    # The store finds a cell's runs by the last part, the config hash's first 8 characters.
     run_id = (
         f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S}-{cell.strategy}-{cell.config_hash[:8]}"
     )

@@ -52,7 +52,7 @@ def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Pope
 
 
 def tiny_run(strategies: str, epochs: int) -> list[str]:
-    """The start of a `run` of the tiny ViT from random initialisation on synthetic data."""
+    """A `run` of the tiny ViT from random initialisation on synthetic data, on the CPU, into ./results."""
     return [
         "run",
         "--strategies",
@@ -63,6 +63,10 @@ def tiny_run(strategies: str, epochs: int) -> list[str]:
         "--no-pretrained",
         "--epochs",
         str(epochs),
+        "--device",
+        "cpu",
+        "--results-dir",
+        "results",
     ]
 
 
@@ -71,10 +75,6 @@ SWEEP = [
     *tiny_run("all", epochs=2),
     "--seeds",
     "0,1",
-    "--results-dir",
-    "results",
-    "--device",
-    "cpu",
 ]
 
 

@@ -59,10 +59,6 @@ def test_two_shards_cover_a_sweep_exactly_once(tmp_path):
         *tiny_run("linear,lora,last_k", epochs=1),
         "--seeds",
         "0,1",
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
     ]
     shards = [start_cli(*sweep, "--shard", f"{index}/2", cwd=tmp_path) for index in range(2)]
     for shard in shards:

@@ -22,10 +22,6 @@ from tests.conftest import TINY_ARGS, run_cli, start_cli, tiny_run
 # 6 epochs of `full` on the tiny ViT: a few seconds, long enough to be killed in the middle.
 LONG_CELL = [
     *tiny_run("full", epochs=6),
-    "--device",
-    "cpu",
-    "--results-dir",
-    "results",
 ]
 
 
@@ -89,10 +85,6 @@ def test_two_concurrent_runs_never_run_a_cell_twice(tmp_path):
         *tiny_run("linear,lora,last_k", epochs=3),
         "--seeds",
         "0,1",
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
     ]
     first, second = start_cli(*sweep, cwd=tmp_path), start_cli(*sweep, cwd=tmp_path)
     for process in (first, second):
@@ -110,10 +102,6 @@ def test_non_finite_loss_is_recorded_as_diverged_and_the_sweep_goes_on(tmp_path)
         "full.lr=1e12",
         "--set",
         "full.clip_grad_norm=0",
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
         cwd=tmp_path,
     )
     assert result.returncode == 1
@@ -154,14 +142,9 @@ def failing_strategy():
 
 
 def test_exception_inside_a_strategy_is_a_failed_row_and_the_sweep_goes_on(tmp_path, failing_strategy):
+    # In this process (the test strategy is registered here), so the results folder is absolute.
     status = cli.main(
-        [
-            *tiny_run(f"{failing_strategy},linear", epochs=2),
-            "--device",
-            "cpu",
-            "--results-dir",
-            str(tmp_path / "results"),
-        ]
+        [*tiny_run(f"{failing_strategy},linear", epochs=2), "--results-dir", str(tmp_path / "results")]
     )
     assert status == 1
     table = runs(tmp_path).set_index("strategy")
@@ -173,11 +156,7 @@ def test_exception_inside_a_strategy_is_a_failed_row_and_the_sweep_goes_on(tmp_p
 def test_kept_weights_load_back_with_the_head(tmp_path):
     result = run_cli(
         *tiny_run("lora", epochs=2),
-        "--device",
-        "cpu",
         "--keep-weights",
-        "--results-dir",
-        "results",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -254,10 +233,6 @@ def test_unwritable_results_folder_is_bad_input(tmp_path):
 def test_force_reruns_and_keeps_one_ok_row_per_cell(tmp_path):
     cell = [
         *tiny_run("linear", epochs=1),
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
     ]
     assert run_cli(*cell, cwd=tmp_path).returncode == 0
     skipped = run_cli(*cell, cwd=tmp_path)

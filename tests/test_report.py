@@ -22,10 +22,6 @@ def report(sweep_results, tmp_path_factory):
         "full.lr=1e12",
         "--set",
         "full.clip_grad_norm=0",
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
         cwd=folder,
     )
     assert diverged.returncode == 1, diverged.stderr
