@@ -1,37 +1,34 @@
-"""The registry of fine-tuning strategies: a dict filled by the `register` decorator at import."""
+"""The registry of fine-tuning strategies, filled by the `register` decorator as each module is imported.
+
+Every module of this package is imported here, so a new strategy is one new file and nothing else.
+"""
 
 from __future__ import annotations
 
-import difflib
+import importlib
+import pkgutil
 
+from benchmark.registry import Registry
 from strategies.base import Split, Strategy
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+REGISTRY: Registry[type[Strategy]] = Registry("strategy")
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
-    name = cls.name
-    if name != name.lower():
-        raise ValueError(f"strategy names are lower case; got '{name}'")
-    if name in _REGISTRY:
-        raise ValueError(f"strategy '{name}' is registered twice")
-    _REGISTRY[name] = cls
-    return cls
+    return REGISTRY.add(cls.name, cls)
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def get(name: str) -> type[Strategy]:
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, names(), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"unknown strategy '{name}'.{hint} Valid: {', '.join(names())}")
-    return _REGISTRY[name]
+    return REGISTRY.get(name)
 
 
-# Importing the modules fills the registry.
-from strategies import full, last_k, linear, lora, scratch  # noqa: E402,F401
+_HELPERS = {"base"}  # modules that define no strategy of their own
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _HELPERS and not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Split", "Strategy", "get", "names", "register"]
+__all__ = ["REGISTRY", "Split", "Strategy", "get", "names", "register"]

@@ -1,7 +1,8 @@
 """The contract every fine-tuning strategy implements.
 
 A strategy turns a backbone into a model ready to train, and nothing more: the runner owns
-data, seeds, optimiser, schedule, loop, evaluation, measurement and storage.
+data, seeds, optimiser, schedule, loop, evaluation, measurement and storage. Where a method needs
+something of the runner, it gets a hook here, never a branch on its name in the runner.
 """
 
 from __future__ import annotations
@@ -9,7 +10,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
+
+# Learning-rate grids of `--search default`, by optimiser family.
+SGD_LR_GRID = (0.001, 0.003, 0.01, 0.03)  # the ViT paper's fine-tuning grid (Dosovitskiy et al. 2021)
+ADAMW_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3)  # the usual PEFT grid on VTAB-1k (VPT, NOAH, V-PETL)
+
+# Families group strategies in plots (one colour per family) and in the README.
+FAMILIES = ("baseline", "probe", "selective", "additive", "reparameterised", "prompt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,23 +44,44 @@ class Strategy:
 
     name: ClassVar[str]
     description: ClassVar[str]
+    family: ClassVar[str] = "additive"  # one of FAMILIES
     Options: ClassVar[type] = NoOptions
     uses_pretrained: ClassVar[bool] = True
     # Training hyper-parameters that suit this strategy; command-line flags override them.
     defaults: ClassVar[dict[str, Any]] = {}
     # Where the defaults come from (shown by `list` and in the README).
     source: ClassVar[str] = ""
+    # The prepared model computes the backbone's function before the first step (adapters start at
+    # zero or identity). False for methods whose added parts change the output from the start.
+    starts_at_backbone: ClassVar[bool] = True
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()
 
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        """The grid of `--search default`: the learning rate, by optimiser family."""
+        sgd = cls.defaults.get("optimizer", "momentum") in ("momentum", "sgd", "nesterov")
+        return {"lr": SGD_LR_GRID if sgd else ADAMW_LR_GRID}
+
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Freeze, adapt or re-initialise `model` in place and return the model to train."""
+        """Freeze, adapt or re-initialise `model` in place and return the model to train.
+
+        A ValueError here means the strategy cannot apply to this model or these options; it is
+        raised at plan time (on a meta-device skeleton) and shown as a one-line error.
+        """
         raise NotImplementedError
 
     def split(self, model: nn.Module) -> Split | None:
         """The frozen prefix and trainable rest of a prepared model, or None if nothing is frozen."""
         return None
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        """A regularisation term added to the training loss after each forward pass (None: none)."""
+        return None
+
+    def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Called after each optimiser step, gradients still in place; `step` counts from 1."""
 
 
 def freeze(module: nn.Module) -> None:

@@ -26,6 +26,7 @@ PAPER_SOURCE = "ViT paper fine-tuning protocol (Dosovitskiy et al. 2021, App. B.
 @register
 class Full(Strategy):
     name = "full"
+    family = "baseline"
     description = "every parameter trains, starting from the pretrained weights"
     defaults = PAPER_FINETUNE
     source = PAPER_SOURCE

@@ -24,6 +24,7 @@ class LastKOptions:
 @register
 class LastK(Strategy):
     name = "last_k"
+    family = "selective"
     description = "the last k blocks, the final norm and the head train; embeddings and earlier blocks frozen"
     Options = LastKOptions
     defaults = PAPER_FINETUNE

@@ -12,6 +12,7 @@ from strategies.vit import require_vit, split_features
 @register
 class Linear(Strategy):
     name = "linear"
+    family = "probe"
     description = "frozen backbone; train only a new head on the pooled features"
     # No augmentation, so the runner computes each image's features once and trains the head on them.
     defaults = {

@@ -32,6 +32,7 @@ class LoraOptions:
 @register
 class Lora(Strategy):
     name = "lora"
+    family = "reparameterised"
     description = "peft LoRA on the attention projections (fused qkv), frozen backbone, new head trainable"
     Options = LoraOptions
     defaults = {

@@ -11,6 +11,7 @@ from strategies.base import Strategy, unfreeze
 @register
 class Scratch(Strategy):
     name = "scratch"
+    family = "baseline"
     description = "same architecture, random initialisation, everything trains: the no-pretraining baseline"
     uses_pretrained = False
     defaults = {

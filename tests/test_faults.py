@@ -138,7 +138,7 @@ def failing_strategy():
             return model
 
     yield FailsInTraining.name
-    strategies._REGISTRY.pop(FailsInTraining.name)
+    strategies.REGISTRY.remove(FailsInTraining.name)
 
 
 def test_exception_inside_a_strategy_is_a_failed_row_and_the_sweep_goes_on(tmp_path, failing_strategy):
