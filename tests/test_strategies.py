@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -114,3 +116,23 @@ def test_registry_rejects_duplicates_and_suggests_names():
 def test_last_k_rejects_k_beyond_depth():
     with pytest.raises(ValueError, match="between 1 and the model's depth 2"):
         strategies.get("last_k")(strategies.get("last_k").Options(k=3)).prepare(tiny_vit())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name in strategies.names()
+        if strategies.get(name).starts_at_backbone and strategies.get(name).uses_pretrained
+    ],
+)
+def test_prepared_model_starts_at_the_backbone(name):
+    """Before the first step an adapted model computes the backbone's function (same, non-zero head)."""
+    torch.manual_seed(0)
+    backbone = tiny_vit()
+    torch.nn.init.normal_(backbone.get_classifier().weight)  # a zero head would hide any difference
+    reference = copy.deepcopy(backbone).eval()
+    model = strategies.get(name)().prepare(backbone).eval()
+    images = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), reference(images), rtol=1e-4, atol=1e-5)
