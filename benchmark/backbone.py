@@ -25,6 +25,8 @@ class Backbone:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     weights: str  # where the weights came from, in words
+    normalisation: str = ""  # where mean and std came from, in words
+    pos_embed: str = "as saved"  # position embeddings: as saved, or how they were resampled
 
 
 def check_model_name(name: str) -> None:
@@ -175,4 +177,6 @@ def create(
         _zero_head(model)
     config = timm.data.resolve_model_data_config(model)
     size = img_size or int(config["input_size"][-1])
-    return Backbone(model, size, tuple(config["mean"]), tuple(config["std"]), described)
+    return Backbone(
+        model, size, tuple(config["mean"]), tuple(config["std"]), described, f"timm default for {name}"
+    )

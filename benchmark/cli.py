@@ -14,7 +14,8 @@ from rich.table import Table
 
 import strategies
 from benchmark import data
-from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, parse_value, strategy_class
+from benchmark.arguments import int_list, key_values, shard
+from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, strategy_class
 from benchmark.errors import UsageError
 
 DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
@@ -29,46 +30,15 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{flag} takes KEY=VALUE; got '{pair}'")
-        values[key.strip()] = parse_value(value.strip())
-    return values
-
-
 def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     per_strategy: dict[str, dict[str, Any]] = {}
-    for key, value in _key_values(pairs, "--set").items():
+    for key, value in key_values(pairs, "--set").items():
         name, sep, option = key.partition(".")
         if not sep or not option:
             raise UsageError(f"--set takes STRATEGY.KEY=VALUE, e.g. lora.r=16; got '{key}'")
         strategy_class(name)
         per_strategy.setdefault(name, {})[option] = value
     return per_strategy
-
-
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise UsageError(f"{flag} takes comma-separated integers, e.g. 0,1,2; got '{text}'") from None
-    if not values:
-        raise UsageError(f"{flag} needs at least one value")
-    return values
-
-
-def _shard(text: str) -> tuple[int, int]:
-    index, sep, count = text.partition("/")
-    try:
-        shard = int(index), int(count)
-    except ValueError:
-        raise UsageError(f"--shard takes I/N with 0 <= I < N, e.g. 0/4; got '{text}'") from None
-    if not sep or not 0 <= shard[0] < shard[1]:
-        raise UsageError(f"--shard takes I/N with 0 <= I < N, e.g. 0/4; got '{text}'")
-    return shard
 
 
 def _strategy_names(text: str) -> list[str]:
@@ -82,37 +52,35 @@ def _strategy_names(text: str) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="python -m benchmark", description=__doc__, allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    run = commands.add_parser(
-        "run", allow_abbrev=False, help="train and evaluate strategies; one parquet row per run"
-    )
-    run.add_argument("--strategies", default="all", help="comma-separated names, or 'all' (default)")
-    run.add_argument(
-        "--dataset", default="cifar10", help=f"one of {', '.join(data.DATASETS)} (default cifar10)"
-    )
-    run.add_argument("--model", default=DEFAULT_MODEL, help=f"a timm model name (default {DEFAULT_MODEL})")
-    run.add_argument(
-        "--weights", default="hub", help="'hub' (default) or a local .safetensors/.pth/.bin/.npz file"
-    )
-    run.add_argument("--no-pretrained", action="store_true", help="random initialisation for every strategy")
-    run.add_argument("--img-size", type=int, help="input resolution in pixels (default: the model's)")
-    run.add_argument(
+def _shared_flags(default_model: str) -> Parser:
+    """Flags that `run` and `speed` share, defined once."""
+    shared = Parser(add_help=False)
+    shared.add_argument("--strategies", default="all", help="comma-separated names, or 'all' (default)")
+    shared.add_argument("--model", default=default_model, help=f"a timm model name (default {default_model})")
+    shared.add_argument(
         "--model-arg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="passed to timm.create_model, e.g. depth=4; repeatable",
     )
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="STRATEGY.KEY=VALUE",
-        help="a strategy's option or training hyper-parameter, e.g. lora.r=16; repeatable",
+    shared.add_argument("--img-size", type=int, help="input resolution in pixels (default: the model's)")
+    shared.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    shared.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (default): bf16 autocast on GPU, fp32 on CPU",
     )
+    shared.add_argument(
+        "--compile", action="store_true", help="torch.compile the trained module (slow start)"
+    )
+    shared.add_argument("--results-dir", type=Path, default=Path("results"), help="default results")
+    return shared
+
+
+def _add_train_flags(run: Parser) -> None:
+    """One flag per training hyper-parameter; unset flags leave each strategy's own default."""
     defaults = TrainParams()
     for key in TRAIN_KEYS:
         flag = "--" + key.replace("_", "-")
@@ -130,33 +98,73 @@ def build_parser() -> Parser:
                 default=None,
                 help="default: the strategy's (see 'list')",
             )
-    run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    run.add_argument(
-        "--precision",
-        default="auto",
-        choices=PRECISIONS,
-        help="auto (default): bf16 autocast on GPU, fp32 on CPU",
+
+
+def _add_run(commands, parents: list[Parser]) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=parents,
+        allow_abbrev=False,
+        help="train and evaluate strategies; one parquet row per run",
     )
+    run.add_argument("--dataset", default="cifar10", help=f"one of {', '.join(data.DATASETS.names())}")
+    run.add_argument(
+        "--weights", default="hub", help="'hub' (default) or a local .safetensors/.pth/.bin/.npz file"
+    )
+    run.add_argument("--no-pretrained", action="store_true", help="random initialisation for every strategy")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STRATEGY.KEY=VALUE",
+        help="a strategy's option or training hyper-parameter, e.g. lora.r=16; repeatable",
+    )
+    _add_train_flags(run)
+    run.add_argument(
+        "--eval-batch-size",
+        type=int,
+        help=f"images per evaluation batch (default {GPU_EVAL_BATCH} on GPU, "
+        f"{CPU_EVAL_BATCH} on CPU); changes speed, never results",
+    )
+    run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     run.add_argument("--val-fraction", type=float, help="share of the training set held out for validation")
     run.add_argument("--data-dir", type=Path, default=Path("data"), help="dataset cache (default data)")
-    run.add_argument("--results-dir", type=Path, default=Path("results"), help="default results")
     run.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading a missing dataset"
     )
     run.add_argument("--force", action="store_true", help="rerun cells that already have a successful row")
     run.add_argument(
-        "--keep-weights",
-        action="store_true",
-        help="save each run's trained parameters under RESULTS_DIR/weights",
+        "--keep-weights", action="store_true", help="save each run's selected model under RESULTS_DIR/weights"
     )
-    run.add_argument("--compile", action="store_true", help="torch.compile the trained module (slow start)")
     run.add_argument("--shard", default="0/1", help="I/N: run every N-th cell starting at I (default 0/1)")
     run.add_argument(
         "--dry-run", action="store_true", help="print the plan with parameter counts; write nothing"
     )
     run.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON on stdout")
 
+
+def _add_speed(commands, parents: list[Parser]) -> None:
+    speed = commands.add_parser(
+        "speed",
+        parents=parents,
+        allow_abbrev=False,
+        help="time one training step per strategy on synthetic input: images/s, ms/step, memory, TFLOP/s, MFU",
+    )
+    speed.add_argument("--num-classes", type=int, default=100)
+    speed.add_argument("--batch-size", type=int, default=128)
+    speed.add_argument("--optimizer", help="default: each strategy's own")
+    speed.add_argument("--warmup-steps", type=int, default=3)
+    speed.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    speed.add_argument(
+        "--peak-tflops", type=float, help="the device's peak, for MFU (known GPUs are built in)"
+    )
+    speed.add_argument("--no-baselines", action="store_true", help="skip the bare loop and forward-only rows")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m benchmark", description=__doc__, allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _add_run(commands, [_shared_flags(DEFAULT_MODEL)])
     report = commands.add_parser(
         "report", allow_abbrev=False, help="tables and plots from the results folder"
     )
@@ -164,33 +172,8 @@ def build_parser() -> Parser:
     report.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/report)")
     report.add_argument("--dataset", help="only this dataset")
     report.add_argument("--model", help="only this model")
-
-    speed = commands.add_parser(
-        "speed",
-        allow_abbrev=False,
-        help="time one training step per strategy on "
-        "synthetic input: images/s, ms/step, peak memory, TFLOP/s, MFU",
-    )
-    speed.add_argument("--strategies", default="all")
-    speed.add_argument("--model", default=DEFAULT_MODEL.split(".")[0], help="a timm model (random weights)")
-    speed.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE")
-    speed.add_argument("--img-size", type=int)
-    speed.add_argument("--num-classes", type=int, default=100)
-    speed.add_argument("--batch-size", type=int, default=128)
-    speed.add_argument("--optimizer", help="default: each strategy's own")
-    speed.add_argument("--warmup-steps", type=int, default=3)
-    speed.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    speed.add_argument("--device", default="auto")
-    speed.add_argument("--precision", default="auto", choices=PRECISIONS)
-    speed.add_argument("--compile", action="store_true")
-    speed.add_argument(
-        "--peak-tflops", type=float, help="the device's peak, for MFU (known GPUs are built in)"
-    )
-    speed.add_argument("--no-baselines", action="store_true", help="skip the bare loop and forward-only rows")
-    speed.add_argument("--results-dir", type=Path, default=Path("results"))
-
+    _add_speed(commands, [_shared_flags(DEFAULT_MODEL.split(".")[0])])
     commands.add_parser("list", help="the registered strategies and datasets, with their defaults")
-
     demo = commands.add_parser(
         "demo",
         help="offline demo: every strategy on the real digits data, a tiny ViT "
@@ -261,14 +244,14 @@ def spec_from_args(args: argparse.Namespace):
         model=args.model,
         weights="none" if args.no_pretrained else args.weights,
         img_size=args.img_size,
-        model_args=_key_values(args.model_arg, "--model-arg"),
-        seeds=_int_list(args.seeds, "--seeds"),
+        model_args=key_values(args.model_arg, "--model-arg"),
+        seeds=int_list(args.seeds, "--seeds"),
         train_flags=train_flags,
         overrides=_overrides(args.set),
         val_fraction=args.val_fraction,
         data_dir=args.data_dir,
         results_dir=args.results_dir,
-        shard=_shard(args.shard),
+        shard=shard(args.shard),
     )
 
 
@@ -287,7 +270,10 @@ def command_run(args: argparse.Namespace) -> int:
     spec.device = str(device)
     # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
     # MB per layer and allocating them costs more than it saves (measured: 1.48x slower than batch 64).
-    spec.train_flags.setdefault("eval_batch_size", CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH)
+    default_eval_batch = CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
+    spec.eval_batch_size = default_eval_batch if args.eval_batch_size is None else args.eval_batch_size
+    if spec.eval_batch_size < 1:
+        raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
     spec.precision = _precision(args.precision, device)
     cells = sweep.expand(spec)
     plans = [sweep.plan(cell) for cell in cells]  # validates every cell against the architecture
@@ -368,7 +354,7 @@ def command_speed(args: argparse.Namespace) -> int:
     spec = speed.SpeedSpec(
         strategies=_strategy_names(args.strategies),
         model=args.model,
-        model_args=_key_values(args.model_arg, "--model-arg"),
+        model_args=key_values(args.model_arg, "--model-arg"),
         img_size=args.img_size,
         num_classes=args.num_classes,
         batch_size=args.batch_size,
@@ -390,6 +376,13 @@ def command_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+LR_RULE = (
+    "Learning rates are used as given at the run's batch size, never scaled with it. The defaults are the "
+    "sources' values, which were tuned at the sources' batch sizes (the ViT paper's at 512, the PEFT "
+    "protocol's at 64 to 128); change them with --lr or --set STRATEGY.lr=VALUE."
+)
+
+
 def command_list(args: argparse.Namespace) -> int:
     out = Console()
     table = Table(title="Strategies")
@@ -407,10 +400,11 @@ def command_list(args: argparse.Namespace) -> int:
             strategy.source,
         )
     out.print(table)
+    out.print(LR_RULE, markup=False)
     table = Table(title="Datasets")
     for column in ("name", "description", "classes", "validation share"):
         table.add_column(column)
-    for dataset in data.DATASETS.values():
+    for dataset in map(data.DATASETS.get, data.DATASETS.names()):
         table.add_row(
             dataset.name, dataset.description, str(dataset.num_classes), f"{dataset.default_val_fraction:.0%}"
         )

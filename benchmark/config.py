@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import typing
 from pathlib import Path
 from typing import Any
 
 import strategies
+from benchmark.arguments import build_dataclass
 from benchmark.errors import UsageError
+from benchmark.registry import did_you_mean
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -22,19 +22,17 @@ class TrainParams:
 
     epochs: int = 10
     batch_size: int = 128  # images per optimiser step, summed over all processes
-    lr: float = 0.003  # peak learning rate, reached after warm-up
+    lr: float = 0.003  # peak learning rate after warm-up, used as given: never scaled with batch_size
     optimizer: str = "momentum"  # a timm optimiser name: momentum = SGD, momentum 0.9, no Nesterov
     weight_decay: float = 0.0  # not applied to norms, biases, position embedding and class token
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to 0, updated every step
     clip_grad_norm: float = 1.0  # global L2 norm; 0 disables clipping
-    augment: bool = True  # random crop (4 px padding) and horizontal flip
-    eval_batch_size: int = 512  # the CLI uses 64 on a CPU
+    augment: bool = True  # random crop (padding 1/8 of the side) and, where the dataset allows, flip
 
     def __post_init__(self) -> None:
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1; got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be at least 1; got {self.batch_size}"),
-            (self.eval_batch_size >= 1, f"eval_batch_size must be at least 1; got {self.eval_batch_size}"),
             (self.lr > 0, f"lr must be positive; got {self.lr}"),
             (self.weight_decay >= 0, f"weight_decay must be 0 or more; got {self.weight_decay}"),
             (self.warmup_epochs >= 0, f"warmup_epochs must be 0 or more; got {self.warmup_epochs}"),
@@ -63,7 +61,7 @@ TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainParams))
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one run. `config_hash` covers what changes the result, not where
-    files live or which device ran it."""
+    files live, which device ran it or how large its evaluation batches were."""
 
     strategy: str
     options: Any  # the strategy's Options dataclass instance
@@ -78,6 +76,7 @@ class RunConfig:
     precision: str
     val_fraction: float
     device: str = "auto"
+    eval_batch_size: int = 512  # images per evaluation batch: changes speed, never results
     data_dir: Path = Path("data")
     results_dir: Path = Path("results")
 
@@ -117,6 +116,7 @@ class RunConfig:
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
             "device": self.device,
+            "eval_batch_size": self.eval_batch_size,
             "data_dir": str(self.data_dir),
             "results_dir": str(self.results_dir),
         }
@@ -135,63 +135,6 @@ def strategy_class(name: str) -> type[strategies.Strategy]:
     """The registered strategy, or a UsageError naming the valid ones."""
     try:
         return strategies.get(name)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ""
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value as int, float, bool, list (comma separated) or str."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert a parsed command-line value to a dataclass field's declared type."""
-    origin = typing.get_origin(annotation)
-    if origin is tuple:
-        items = (
-            value.split(",")
-            if isinstance(value, str)
-            else value
-            if isinstance(value, (list, tuple))
-            else [value]
-        )
-        return tuple(str(item).strip() for item in items if str(item).strip())
-    if annotation is bool and isinstance(value, bool):
-        return value
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if annotation is str:
-        return str(value)
-    name = getattr(annotation, "__name__", str(annotation))
-    raise UsageError(f"{key} must be a {name}; got '{value}'")
-
-
-def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    """Instantiate `cls` from string-parsed values, naming unknown keys and bad values in one line."""
-    hints = typing.get_type_hints(cls)
-    fields = [field.name for field in dataclasses.fields(cls)]
-    for key in values:
-        if key not in fields:
-            valid = ", ".join(fields) if fields else "none"
-            raise UsageError(f"unknown option '{prefix}{key}'.{did_you_mean(key, fields)} Valid: {valid}")
-    typed = {key: coerce(value, hints[key], prefix + key) for key, value in values.items()}
-    try:
-        return cls(**typed)
     except ValueError as error:
         raise UsageError(str(error)) from None
 

@@ -20,8 +20,8 @@ import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity, download_url
 
-from benchmark.config import did_you_mean
 from benchmark.errors import UsageError
+from benchmark.registry import Registry
 
 VALIDATION_SEED = 20210612  # fixed: the held-out split never depends on the run's seed
 
@@ -195,8 +195,9 @@ def _load_synthetic(data_dir: Path, download: bool):
     return train, test, names, "synthetic: generated patterns + noise (not real images)", None
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo(
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+for _dataset in (
+    DatasetInfo(
         "cifar10",
         "CIFAR-10, 32x32 colour images, official archive",
         10,
@@ -204,7 +205,7 @@ DATASETS: dict[str, DatasetInfo] = {
         True,
         lambda data_dir, download: _load_cifar("cifar10", data_dir, download),
     ),
-    "cifar100": DatasetInfo(
+    DatasetInfo(
         "cifar100",
         "CIFAR-100, 32x32 colour images, fine labels, official archive",
         100,
@@ -212,21 +213,21 @@ DATASETS: dict[str, DatasetInfo] = {
         True,
         lambda data_dir, download: _load_cifar("cifar100", data_dir, download),
     ),
-    "digits": DatasetInfo(
+    DatasetInfo(
         "digits", "scikit-learn's 8x8 handwritten digits: real data, no network", 10, 0.1, False, _load_digits
     ),
-    "synthetic": DatasetInfo(
+    DatasetInfo(
         "synthetic", "generated 16x16 class patterns + noise, for tests", 10, 0.1, False, _load_synthetic
     ),
-}
+):
+    DATASETS.add(_dataset.name, _dataset)
 
 
 def info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise UsageError(
-            f"unknown dataset '{name}'.{did_you_mean(name, DATASETS)} Valid: {', '.join(DATASETS)}"
-        )
-    return DATASETS[name]
+    try:
+        return DATASETS.get(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def load(name: str, data_dir: Path, val_fraction: float, download: bool = True) -> Splits:

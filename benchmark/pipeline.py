@@ -69,12 +69,18 @@ def steps_per_epoch(count: int, batch_size: int) -> int:
 
 
 def epoch_order(
-    count: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+    count: int,
+    batch_size: int,
+    generator: torch.Generator,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | None = None,
 ) -> list[torch.Tensor]:
-    """This process's index batches for one epoch: a shuffled order, full batches only (at least one),
+    """This process's index batches for one epoch, on `device`: a shuffled order drawn with `generator`
+    (a CPU generator, so the order does not depend on the device), full batches only (at least one),
     each global batch split evenly across the `world_size` processes."""
     batch_size = min(batch_size, count)
-    order = torch.randperm(count, generator=generator, device=generator.device)
+    order = torch.randperm(count, generator=generator, device=generator.device).to(device)
     per_rank = batch_size // world_size
     return [
         order[start + rank * per_rank : start + (rank + 1) * per_rank]

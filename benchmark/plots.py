@@ -1,19 +1,34 @@
-"""The report's figures: one set per dataset and model, one colour per strategy across all of them."""
+"""The report's figures: one set per dataset and model; one colour per strategy family in all of them."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import seaborn as sns
-from matplotlib.ticker import MaxNLocator
+import matplotlib
 
-from benchmark.report import strategy_colours
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+import strategies  # noqa: E402
+from strategies.base import FAMILIES  # noqa: E402
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+
+
+def strategy_style(name: str) -> tuple[tuple, str]:
+    """Colour and marker of a strategy. The colour is its family's, fixed by the family list, so adding a
+    strategy recolours nothing; the marker tells the members of a family apart."""
+    palette = sns.color_palette("colorblind", n_colors=len(FAMILIES) + 1)
+    if name not in strategies.names():  # results of a strategy since removed
+        return palette[-1], MARKERS[0]
+    family = strategies.get(name).family
+    members = [other for other in strategies.names() if strategies.get(other).family == family]
+    return palette[FAMILIES.index(family)], MARKERS[members.index(name) % len(MARKERS)]
 
 
 def _slug(text: str) -> str:
@@ -26,13 +41,18 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _styles(table: pd.DataFrame, colours: dict) -> dict[str, dict]:
-    """Colour from the strategy; marker tells apart several cells of one strategy."""
+def _styles(table: pd.DataFrame) -> dict[str, dict]:
+    """Colour from the strategy's family, marker from the strategy; further cells of one strategy take the
+    next markers."""
     styles, seen = {}, {}
     for _, row in table.iterrows():
+        colour, marker = strategy_style(row["strategy"])
         count = seen.get(row["strategy"], 0)
         seen[row["strategy"]] = count + 1
-        styles[row["label"]] = {"color": colours[row["strategy"]], "marker": MARKERS[count % len(MARKERS)]}
+        styles[row["label"]] = {
+            "color": colour,
+            "marker": MARKERS[(MARKERS.index(marker) + count) % len(MARKERS)],
+        }
     return styles
 
 
@@ -156,7 +176,11 @@ def _confusions(
             fmt=".0f",
             annot_kws={"size": 7},
         )
-        ax.set_title(f"{run['label']}\n(seed {run['seed']}, test top-1 {run['test_top1']:.1%})", fontsize=10)
+        ax.set_title(
+            f"{run['label']}\n(seed {run['seed']}, val top-1 {run['best_val_top1']:.1%}, "
+            f"test top-1 {run['test_top1']:.1%})",
+            fontsize=10,
+        )
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
     fig.suptitle(title)
@@ -199,14 +223,13 @@ def render_all(
     confusion: pd.DataFrame,
     out: Path,
 ) -> list[Path]:
-    colours = strategy_colours(sorted(set(table["strategy"])))
     ok = runs[runs["status"] == "ok"].merge(table[["cell_hash", "label"]], on="cell_hash")
     written = []
     for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
         group = group[group["seeds"] > 0]
         if group.empty:
             continue
-        styles = _styles(group, colours)
+        styles = _styles(group)
         prefix = out / f"{_slug(dataset)}__{_slug(model)}__"
         where = f"{dataset} · {model}"
         mine = ok[(ok["dataset"] == dataset) & (ok["model"] == model)]
@@ -252,14 +275,17 @@ def render_all(
         )
         if not per_class.empty:
             names = list(per_class.drop_duplicates("class_index").sort_values("class_index")["class_name"])
-            best = mine.sort_values("test_top1", ascending=False).drop_duplicates("label")
+            # Each cell's run with the best validation top-1: chosen without looking at test.
+            best = mine.sort_values("best_val_top1", ascending=False).drop_duplicates("label")
             best = best.set_index("label").loc[
                 [label for label in group["label"] if label in set(best["label"])]
             ]
             best = best.reset_index()
             written.append(
                 _save(
-                    _confusions(best, confusion, names, f"Confusion matrices (best run) — {where}"),
+                    _confusions(
+                        best, confusion, names, f"Confusion matrices (best validation run) — {where}"
+                    ),
                     Path(f"{prefix}confusion.png"),
                 )
             )

@@ -1,51 +1,72 @@
 """Comparison tables and plots from every run in a results folder.
 
 Aggregation is per cell (dataset, model, strategy, options and hyper-parameters; all seeds together).
-Only successful runs enter the means; failed, diverged and cancelled runs are counted apart.
+Only successful runs enter the means; failed, diverged and cancelled runs are counted apart. Which way
+each metric is better comes from its declaration in `benchmark/columns.py`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from rich.console import Console
 
-matplotlib.use("Agg")  # files only, no display needed
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-import strategies  # noqa: E402
-from benchmark import store  # noqa: E402
-from benchmark.errors import UsageError  # noqa: E402
+import strategies
+from benchmark import columns, store
+from benchmark.errors import UsageError
+from benchmark.tables import TextTable
 
 MiB = 2**20
 FAILED_STATUSES = ("failed", "diverged", "cancelled")
-# Summary columns: (column, header, higher is better?, format). None: no direction, not marked.
-COLUMNS = [
-    ("seeds", "seeds", None, "{:.0f}"),
-    ("test_top1", "test top-1 %", True, "{}"),
-    ("test_top1_at_best_val", "test top-1 at best val %", True, "{:.2f}"),
-    ("test_top5", "test top-5 %", True, "{:.2f}"),
-    ("trainable_params", "trainable params", False, "{:,.0f}"),
-    ("trainable_percent", "trainable %", False, "{:.3f}"),
-    ("train_seconds", "train s", False, "{:,.2f}"),
-    ("train_images_per_second", "train img/s", True, "{:,.0f}"),
-    ("peak_memory_mib", "peak memory MiB", False, "{:,.0f}"),
-    ("not_ok", "failed/diverged/cancelled", None, "{}"),
+# Every run column with a direction is aggregated (mean and sample std over seeds), and total_params.
+AGGREGATED = [column.name for column in columns.RUNS if column.better] + ["total_params"]
+PERCENT = ["test_top1", "test_top5", "best_val_top1", "test_macro_f1"]  # fractions shown as percent
+
+
+@dataclasses.dataclass(frozen=True)
+class Shown:
+    """A summary column: the aggregated column it shows, its header and format."""
+
+    name: str
+    header: str
+    fmt: str
+    source: str = ""  # the run column whose direction it takes ("" for itself; None-direction columns)
+
+    @property
+    def better(self) -> str | None:
+        name = self.source or self.name
+        return columns.column("runs", name).better if name in {c.name for c in columns.RUNS} else None
+
+
+SUMMARY = [
+    Shown("seeds", "seeds", "{:.0f}"),
+    Shown("test_top1", "test top-1 %", "{:.2f}"),
+    Shown("best_val_top1", "val top-1 %", "{:.2f}"),
+    Shown("test_top5", "test top-5 %", "{:.2f}"),
+    Shown("trainable_params", "trainable params", "{:,.0f}"),
+    Shown("trainable_percent", "trainable %", "{:.3f}", source="trainable_fraction"),
+    Shown("train_seconds", "train s", "{:,.2f}"),
+    Shown("train_images_per_second", "train img/s", "{:,.0f}"),
+    Shown("peak_memory_mib", "peak memory MiB", "{:,.0f}", source="peak_memory_bytes"),
+    Shown("not_ok", "failed/diverged/cancelled", "{}"),
 ]
-
-
-def strategy_colours(names: list[str]) -> dict[str, tuple]:
-    """One colour per strategy, the same in every plot: fixed by the registry's order."""
-    known = strategies.names()
-    order = known + sorted(set(names) - set(known))
-    palette = sns.color_palette("colorblind", n_colors=max(len(order), 10))
-    return {name: palette[index % len(palette)] for index, name in enumerate(order)}
+# Test accuracies are marked on the cell with the best validation top-1: selection never looks at test.
+SELECTED_BY_VALIDATION = {"test_top1", "test_top5"}
+HYPER_PARAMETERS = [
+    "lr",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "weight_decay",
+    "augment",
+    "img_size",
+    "weights",
+]
 
 
 def _label(row: pd.Series, varying: list[str]) -> str:
@@ -65,51 +86,29 @@ def _short(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-HYPER_PARAMETERS = [
-    "lr",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "weight_decay",
-    "augment",
-    "img_size",
-    "weights",
-]
+def _cell(group: pd.DataFrame) -> dict:
+    """One cell's seeds aggregated: means and sample standard deviations of successful runs."""
+    first, ok = group.iloc[0], group[group["status"] == "ok"]
+    cell = {
+        key: first[key]
+        for key in ("dataset", "model", "strategy", "strategy_options", "cell_hash", *HYPER_PARAMETERS)
+        if key in group
+    }
+    counts = group["status"].value_counts()
+    cell["seeds"] = len(ok)
+    cell["not_ok"] = "/".join(str(int(counts.get(status, 0))) for status in FAILED_STATUSES)
+    cell["failed_runs"] = int(group["status"].isin(FAILED_STATUSES).sum())
+    for column in AGGREGATED:
+        values = ok[column].astype(float) if column in ok and len(ok) else pd.Series(dtype=float)
+        cell[column] = values.mean() if len(values) else np.nan
+        cell[column + "_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+    return cell
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: seeds, means and standard deviations over successful runs, failure counts."""
-    runs = runs.copy()
-    runs["not_ok_flag"] = runs["status"].isin(FAILED_STATUSES)
-    cells = []
-    for _, group in runs.groupby("cell_hash", sort=False):
-        first = group.iloc[0]
-        ok = group[group["status"] == "ok"]
-        cell = {
-            key: first[key]
-            for key in ("dataset", "model", "strategy", "strategy_options", "cell_hash", *HYPER_PARAMETERS)
-            if key in group
-        }
-        cell["seeds"] = len(ok)
-        counts = group["status"].value_counts()
-        cell["not_ok"] = "/".join(str(int(counts.get(status, 0))) for status in FAILED_STATUSES)
-        cell["failed_runs"] = int(group["not_ok_flag"].sum())
-        for column in (
-            "test_top1",
-            "test_top1_at_best_val",
-            "test_top5",
-            "train_seconds",
-            "train_images_per_second",
-            "peak_memory_bytes",
-            "trainable_params",
-            "total_params",
-        ):
-            values = ok[column].astype(float) if column in ok and len(ok) else pd.Series(dtype=float)
-            cell[column] = values.mean() if len(values) else np.nan
-            cell[column + "_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
-        cells.append(cell)
-    table = pd.DataFrame(cells)
-    for column in ("test_top1", "test_top1_at_best_val", "test_top5"):
+    table = pd.DataFrame([_cell(group) for _, group in runs.groupby("cell_hash", sort=False)])
+    for column in PERCENT:
         table[column] = table[column] * 100
         table[column + "_std"] = table[column + "_std"] * 100
     table["trainable_percent"] = 100 * table["trainable_params"] / table["total_params"]
@@ -133,73 +132,76 @@ def _labels(table: pd.DataFrame) -> list[str]:
     return labels
 
 
-def _cell_text(row: pd.Series, column: str, fmt: str) -> str:
-    value = row[column]
-    if column == "test_top1":
-        std = row["test_top1_std"]
-        return f"{value:.2f} ± {std:.2f}" if pd.notna(std) else (f"{value:.2f}" if pd.notna(value) else "-")
+def _text(row: pd.Series, shown: Shown) -> str:
+    value = row[shown.name]
     if isinstance(value, str):
         return value
-    return fmt.format(value) if pd.notna(value) else "-"
+    if pd.isna(value):
+        return "-"
+    std = row.get(shown.name + "_std", np.nan)
+    if shown.name in PERCENT and pd.notna(std):
+        return f"{value:.2f} ± {std:.2f}"
+    return shown.fmt.format(value)
 
 
-def _best_index(table: pd.DataFrame, column: str, higher: bool | None) -> set:
-    if higher is None or table[column].isna().all():
+def _best_rows(group: pd.DataFrame, shown: Shown) -> set[int]:
+    """Positions of the rows to mark in this column."""
+    column = "best_val_top1" if shown.name in SELECTED_BY_VALIDATION else shown.name
+    if shown.better is None or group[column].isna().all():
         return set()
-    best = table[column].max() if higher else table[column].min()
-    return set(table.index[table[column] == best])
+    best = group[column].max() if shown.better == "higher" else group[column].min()
+    return {position for position, value in enumerate(group[column]) if value == best}
 
 
-def _header(name: str, higher: bool | None) -> str:
-    return name + (" ↑" if higher else " ↓" if higher is not None else "")
+def summary_tables(table: pd.DataFrame) -> list[TextTable]:
+    tables = []
+    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
+        bold = {(row, column + 1) for column, shown in enumerate(SUMMARY) for row in _best_rows(group, shown)}
+        headers = ["strategy"] + [
+            shown.header + {"higher": " ↑", "lower": " ↓"}.get(shown.better or "", "") for shown in SUMMARY
+        ]
+        rows = [[row["label"], *(_text(row, shown) for shown in SUMMARY)] for _, row in group.iterrows()]
+        tables.append(
+            TextTable(
+                f"{dataset} · {model}",
+                headers,
+                rows,
+                bold,
+                "↑ higher is better, ↓ lower is better; best in bold",
+            )
+        )
+    return tables
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """One table per dataset and model, best value per column in bold, arrows for the direction."""
+def _context(runs: pd.DataFrame, dataset: str, model: str) -> str:
+    """What the numbers of one table were measured on: data, its checksum, device, precision, TF32."""
+    mine = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
+
+    def values(column: str) -> str:
+        return ", ".join(sorted({str(value) for value in mine[column].dropna()})) or "n/a"
+
+    return (
+        f"Data: {values('data_source')} (verified against official checksums: {values('data_verified')}). "
+        f"Device: {values('device_name')}; precision {values('precision')}; TF32 {values('tf32')}; "
+        f"weights {values('weights')}; torch {values('torch_version')}."
+    )
+
+
+def markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     parts = [
         "# Results\n",
-        "Mean ± sample standard deviation over seeds of successful runs. Best value per column "
-        "in **bold**; ↑ higher is better, ↓ lower is better. Failed runs are counted, never averaged in.\n",
+        "Mean ± sample standard deviation over seeds of successful runs; every test number is of each run's "
+        "validation-selected model. ↑ higher is better, ↓ lower is better. In each cost column the best value "
+        "is in **bold**; in the test-accuracy columns the bold cell is the one with the best validation top-1 "
+        "(selection never looks at test). Failed runs are counted, never averaged in.\n",
     ]
-    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
-        parts.append(f"\n## {dataset} · {model}\n")
-        parts.append(
-            "| strategy | " + " | ".join(_header(header, higher) for _, header, higher, _ in COLUMNS) + " |"
-        )
-        parts.append("|---|" + "---:|" * len(COLUMNS))
-        best = {column: _best_index(group, column, higher) for column, _, higher, _ in COLUMNS}
-        for index, row in group.iterrows():
-            cells = []
-            for column, _, _, fmt in COLUMNS:
-                text = _cell_text(row, column, fmt)
-                cells.append(f"**{text}**" if index in best[column] else text)
-            parts.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    for text_table in summary_tables(table):
+        dataset, model = text_table.title.split(" · ")
+        parts += [f"\n## {text_table.title}\n", _context(runs, dataset, model) + "\n", text_table.markdown()]
     return "\n".join(parts) + "\n"
 
 
-def print_terminal(table: pd.DataFrame, console: Console) -> None:
-    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
-        rich_table = Table(
-            title=f"{dataset} · {model}", caption="↑ higher is better, ↓ lower is better; best in bold"
-        )
-        rich_table.add_column("strategy")
-        for _, header, higher, _ in COLUMNS:
-            rich_table.add_column(_header(header, higher), justify="right")
-        best = {column: _best_index(group, column, higher) for column, _, higher, _ in COLUMNS}
-        for index, row in group.iterrows():
-            cells = [
-                (
-                    f"[bold]{_cell_text(row, column, fmt)}[/bold]"
-                    if index in best[column]
-                    else _cell_text(row, column, fmt)
-                )
-                for column, _, _, fmt in COLUMNS
-            ]
-            rich_table.add_row(row["label"], *cells)
-        console.print(rich_table)
-
-
-SPEED_COLUMNS = [
+SPEED = [
     ("ms_per_step", "ms/step ↓", "{:,.1f}"),
     ("images_per_second", "images/s ↑", "{:,.1f}"),
     ("step_gflops", "GFLOP/step", "{:,.2f}"),
@@ -217,8 +219,19 @@ def _speed_text(row: pd.Series, column: str, fmt: str) -> str:
     return fmt.format(value / MiB if column == "peak_memory_bytes" else value)
 
 
-def _speed_groups(speed: pd.DataFrame):
-    return speed.groupby(["device_name", "model", "batch_size", "speed_id"], sort=False)
+def speed_tables(speed: pd.DataFrame) -> list[TextTable]:
+    groups = speed.groupby(["device_name", "model", "batch_size", "speed_id"], sort=False)
+    return [
+        TextTable(
+            f"Training step · {model} · batch {batch} · {device} ({speed_id})",
+            ["step"] + [header for _, header, _ in SPEED],
+            [
+                [row["strategy"], *(_speed_text(row, c, fmt) for c, _, fmt in SPEED)]
+                for _, row in group.iterrows()
+            ],
+        )
+        for (device, model, batch, speed_id), group in groups
+    ]
 
 
 def speed_markdown(speed: pd.DataFrame) -> str:
@@ -227,27 +240,14 @@ def speed_markdown(speed: pd.DataFrame) -> str:
         "One training step per strategy on synthetic input (`python -m benchmark speed`); "
         "the bare loop is a plain forward/backward/step on the whole model.\n",
     ]
-    for (device, model, batch, speed_id), group in _speed_groups(speed):
-        parts.append(f"\n## {model} · batch {batch} · {device} ({speed_id})\n")
-        parts.append("| step | " + " | ".join(header for _, header, _ in SPEED_COLUMNS) + " |")
-        parts.append("|---|" + "---:|" * len(SPEED_COLUMNS))
-        for _, row in group.iterrows():
-            cells = [_speed_text(row, column, fmt) for column, _, fmt in SPEED_COLUMNS]
-            parts.append(f"| {row['strategy']} | " + " | ".join(cells) + " |")
+    for table in speed_tables(speed):
+        parts += [f"\n## {table.title}\n", table.markdown()]
     return "\n".join(parts) + "\n"
 
 
 def print_speed(speed: pd.DataFrame, console: Console) -> None:
-    for (device, model, batch, speed_id), group in _speed_groups(speed):
-        table = Table(title=f"Training step · {model} · batch {batch} · {device} ({speed_id})")
-        table.add_column("step")
-        for _, header, _ in SPEED_COLUMNS:
-            table.add_column(header, justify="right")
-        for _, row in group.iterrows():
-            table.add_row(
-                row["strategy"], *[_speed_text(row, column, fmt) for column, _, fmt in SPEED_COLUMNS]
-            )
-        console.print(table)
+    for table in speed_tables(speed):
+        console.print(table.rich())
 
 
 def _read_all(results_dir: Path, console: Console) -> dict[str, pd.DataFrame]:
@@ -273,13 +273,14 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     markdown_text, written = "", []
     if not runs.empty:
-        table = aggregate(runs)
-        table.drop(columns=["cell_hash"]).to_csv(out / "summary.csv", index=False)
-        markdown_text = markdown(table)
-        print_terminal(table, console)
-        _print_failures(runs, console)
         from benchmark import plots
 
+        table = aggregate(runs)
+        table.drop(columns=["cell_hash"]).to_csv(out / "summary.csv", index=False)
+        markdown_text = markdown(table, runs)
+        for text_table in summary_tables(table):
+            console.print(text_table.rich())
+        _print_failures(runs, console)
         written = plots.render_all(runs, table, tables["epochs"], tables["classes"], tables["confusion"], out)
     if not speed.empty:
         speed.to_csv(out / "speed.csv", index=False)
@@ -311,11 +312,12 @@ def _print_failures(runs: pd.DataFrame, console: Console) -> None:
     failed = runs[runs["status"].isin(FAILED_STATUSES)]
     if failed.empty:
         return
-    table = Table(title=f"{len(failed)} run(s) that did not finish successfully (not in the means above)")
-    for column in ("run_id", "strategy", "seed", "status", "error"):
-        table.add_column(column, overflow="fold")
-    for _, row in failed.iterrows():
-        table.add_row(
-            row["run_id"], row["strategy"], str(row["seed"]), row["status"], str(row["error"])[:200]
-        )
-    console.print(table)
+    table = TextTable(
+        f"{len(failed)} run(s) that did not finish successfully (not in the means above)",
+        ["run_id", "strategy", "seed", "status", "error"],
+        [
+            [row["run_id"], row["strategy"], str(row["seed"]), row["status"], str(row["error"])[:200]]
+            for _, row in failed.iterrows()
+        ],
+    )
+    console.print(table.rich())

@@ -25,10 +25,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark import backbone as backbones
 from benchmark import store
-from benchmark.config import TrainParams, make_train_params, strategy_class
+from benchmark.config import TrainParams, make_train_params
+from benchmark.inputs import frozen_forward
 from benchmark.measure import ParamCounts, PeakMemory, synchronize
-from benchmark.runner import Stepper, autocast, frozen_forward, make_optimizer, seed_everything
-from benchmark.sweep import device_name, provenance
+from benchmark.prepare import prepare_model
+from benchmark.provenance import device_name, provenance
+from benchmark.training import Stepper, autocast, make_optimizer, make_scheduler, seed_everything
 
 # Peak dense bf16 tensor throughput, TFLOP/s, from the vendors' data sheets (without sparsity).
 PEAK_BF16_TFLOPS = {
@@ -125,19 +127,19 @@ def _setup(spec: SpeedSpec, device: torch.device):
 
 def strategy_row(name: str, spec: SpeedSpec, train: TrainParams, device: torch.device) -> dict[str, Any]:
     model, images, labels = _setup(spec, device)
-    strategy = strategy_class(name)()
-    model = strategy.prepare(model).to(device).train()
-    split = strategy.split(model)
-    trunk, trainable = (split.trunk.eval(), split.rest) if split else (None, model)
-    optimizer = make_optimizer(model, train, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    module = torch.compile(trainable) if spec.compile_model else trainable
-    stepper = Stepper(module, trainable, optimizer, scheduler, train.clip_grad_norm, spec.precision, device)
+    prepared = prepare_model(name, None, model)
+    prepared.model.to(device).train()
+    trunk = prepared.trunk.eval() if prepared.trunk is not None else None
+    optimizer = make_optimizer(prepared.model, train, device)
+    total_steps = 1 + spec.warmup_steps + spec.steps  # the FLOP count's step, warm-up, timed steps
+    scheduler = make_scheduler(optimizer, 0, total_steps)
+    module = torch.compile(prepared.trainable) if spec.compile_model else prepared.trainable
+    stepper = Stepper(module, prepared, optimizer, scheduler, train, spec.precision, device, total_steps)
     row = _measure(
         "strategy",
         name,
         lambda: stepper(frozen_forward(trunk, images, device, spec.precision), labels),
-        model,
+        prepared.model,
         spec,
         device,
     )

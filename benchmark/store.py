@@ -13,6 +13,7 @@ Temporary files start with '.', which pandas and pyarrow skip, and are renamed i
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import os
 import uuid
@@ -23,75 +24,21 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from benchmark import columns
 from benchmark.errors import UsageError
 
-
-def _fields(kind: pa.DataType, names: str) -> list[tuple[str, pa.DataType]]:
-    return [(name, kind) for name in names.split()]
-
-
-# Every file of a table has exactly this schema, so `pandas.read_parquet(folder)` reads them together;
-# results/README.md documents each column.
-SCHEMAS = {
-    "runs": pa.schema(
-        _fields(
-            pa.string(),
-            "run_id status error started_at finished_at config_hash cell_hash strategy "
-            "strategy_options dataset data_source model model_args weights weights_file optimizer precision "
-            "device device_name config_json memory_kind torch_version timm_version peft_version "
-            "python_version hostname git_commit",
-        )
-        + _fields(pa.bool_(), "data_verified pretrained augment trunk_frozen trunk_cached compiled")
-        + _fields(
-            pa.int64(),
-            "seed n_train n_val n_test num_classes img_size epochs batch_size eval_batch_size "
-            "world_size best_val_epoch epochs_completed resumed_from_epoch trainable_params "
-            "trainable_params_excluding_head head_params total_params peak_memory_bytes",
-        )
-        + _fields(
-            pa.float64(),
-            "lr weight_decay warmup_epochs clip_grad_norm val_fraction test_top1 test_top5 "
-            "test_loss test_macro_f1 test_top1_at_best_val best_val_top1 final_val_top1 trainable_fraction "
-            "train_seconds eval_seconds train_images_per_second trunk_cache_seconds",
-        )
-    ),
-    "epochs": pa.schema(
-        _fields(pa.string(), "run_id")
-        + _fields(pa.int64(), "epoch")
-        + _fields(pa.float64(), "train_loss train_top1 val_loss val_top1 lr train_seconds")
-    ),
-    "classes": pa.schema(
-        _fields(pa.string(), "run_id class_name")
-        + _fields(pa.int64(), "class_index support")
-        + _fields(pa.float64(), "accuracy")
-    ),
-    "speed": pa.schema(
-        _fields(
-            pa.string(),
-            "speed_id started_at kind strategy model model_args optimizer precision device device_name "
-            "memory_kind torch_version timm_version peft_version python_version hostname git_commit",
-        )
-        + _fields(pa.bool_(), "compiled")
-        + _fields(
-            pa.int64(),
-            "img_size batch_size threads warmup_steps timed_steps trainable_params total_params "
-            "peak_memory_bytes",
-        )
-        + _fields(pa.float64(), "ms_per_step images_per_second step_gflops achieved_tflops peak_tflops mfu")
-    ),
-    "confusion": pa.schema(
-        _fields(pa.string(), "run_id") + _fields(pa.int64(), "true_index predicted_index count")
-    ),
-}
+SCHEMAS = {table: columns.schema(table) for table in columns.TABLES}
 TABLES = tuple(SCHEMAS)
-# Columns without which a file of the table is not a run of this benchmark.
-REQUIRED = {
-    "runs": {"run_id", "status", "config_hash", "cell_hash", "strategy", "dataset", "model", "seed"},
-    "epochs": {"run_id", "epoch", "train_loss", "val_top1"},
-    "classes": {"run_id", "class_index", "class_name", "accuracy"},
-    "confusion": {"run_id", "true_index", "predicted_index", "count"},
-    "speed": {"speed_id", "kind", "strategy", "ms_per_step", "images_per_second"},
-}
+
+
+def new_run_id(strategy: str, config_hash: str) -> str:
+    """UTC start time, strategy, and the config hash's first 8 characters, by which a cell's runs are found."""
+    started = datetime.datetime.now(datetime.timezone.utc)
+    return f"{started:%Y%m%dT%H%M%S}-{strategy}-{config_hash[:8]}"
+
+
+def _runs_of_cell_glob(config_hash: str) -> str:
+    return f"[!.]*-{config_hash[:8]}.parquet"
 
 
 def check_writable(results_dir: Path) -> None:
@@ -137,9 +84,8 @@ def write_run(results_dir: Path, run_id: str, row: dict, tables: dict[str, pd.Da
 
 
 def _ok_rows_of_cell(results_dir: Path, config_hash: str) -> Iterator[tuple[Path, pd.DataFrame]]:
-    """The cell's successful run files. Run ids end in the config hash's first 8 characters, so only
-    those few files are opened, however large the results folder."""
-    for path in sorted((Path(results_dir) / "runs").glob(f"[!.]*-{config_hash[:8]}.parquet")):
+    """The cell's successful run files: only the few whose run id ends in the hash's prefix are opened."""
+    for path in sorted((Path(results_dir) / "runs").glob(_runs_of_cell_glob(config_hash))):
         try:
             row = pd.read_parquet(path)
         except Exception:  # not a run of ours; read() warns about such files
@@ -168,8 +114,10 @@ def supersede(results_dir: Path, config_hash: str, newer_run_id: str) -> int:
     return len(older)
 
 
-def read(results_dir: Path, table: str = "runs") -> pd.DataFrame:
-    """Every file of one table; a file that is not a readable run is named in a warning and skipped."""
+def read(results_dir: Path | str, table: str = "runs") -> pd.DataFrame:
+    """Every file of one table, aligned to the current schema: a column an older file lacks is null in its
+    rows, and columns that only older files have are kept too. A file that is not a readable results file
+    of this table is named in a warning and skipped."""
     frames = []
     for path in sorted((Path(results_dir) / table).glob("*")):
         if path.name.startswith(".") or path.is_dir():
@@ -181,12 +129,17 @@ def read(results_dir: Path, table: str = "runs") -> pd.DataFrame:
                 f"skipping {path}: not a readable results file ({type(error).__name__})", stacklevel=2
             )
             continue
-        missing = REQUIRED[table] - set(frame.columns)
+        missing = columns.required(table) - set(frame.columns)
         if missing:
             warnings.warn(f"skipping {path}: lacks the columns {', '.join(sorted(missing))}", stacklevel=2)
             continue
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    current = SCHEMAS[table].empty_table().to_pandas()
+    every = pd.concat([current, *frames], ignore_index=True)
+    extra = [name for name in every.columns if name not in current.columns]
+    return every[[*current.columns, *extra]]
 
 
 def completed_hashes(results_dir: Path) -> set[str]:

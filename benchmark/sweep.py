@@ -9,12 +9,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import functools
 import json
-import platform
 import signal
-import socket
-import subprocess
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -28,8 +24,10 @@ from benchmark import data, store, trained
 from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged, UsageError
-from benchmark.measure import ParamCounts
-from benchmark.runner import fresh_copy, run, seed_everything
+from benchmark.prepare import prepare_model
+from benchmark.provenance import device_name, provenance
+from benchmark.runner import fresh_copy, run
+from benchmark.training import seed_everything
 
 
 @dataclasses.dataclass
@@ -47,6 +45,7 @@ class SweepSpec:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # --set, per strategy
     precision: str = "fp32"
     device: str = "cpu"
+    eval_batch_size: int = 512  # images per evaluation batch: speed only, not in the config hash
     val_fraction: float | None = None
     data_dir: Path = Path("data")
     results_dir: Path = Path("results")
@@ -88,6 +87,7 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
                     precision=spec.precision,
                     val_fraction=val_fraction,
                     device=spec.device,
+                    eval_batch_size=spec.eval_batch_size,
                     data_dir=spec.data_dir,
                     results_dir=spec.results_dir,
                 )
@@ -121,61 +121,17 @@ def plan(cell: RunConfig) -> dict[str, Any]:
         "config_hash": cell.config_hash,
     }
     try:
-        model = strategy_class(cell.strategy)(cell.options).prepare(skeleton)
+        counts = prepare_model(cell.strategy, cell.options, skeleton).counts
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f"{cell.strategy}: {error}") from None
     except Exception as error:  # a bug in a strategy: the sweep goes on without it
         return item | {"error": f"{type(error).__name__}: {error}"}
-    counts = ParamCounts.of(model)
     return item | {
         "trainable_params": counts.trainable,
         "total_params": counts.total,
         "trainable_params_excluding_head": counts.trainable_excluding_head,
         "head_params": counts.head,
     }
-
-
-# --- provenance ---------------------------------------------------------------------------------------
-
-
-@functools.cache
-def provenance() -> dict[str, str]:
-    import peft
-    import timm
-
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", ""
-    return {
-        "torch_version": torch.__version__,
-        "timm_version": timm.__version__,
-        "peft_version": peft.__version__,
-        "python_version": platform.python_version(),
-        "hostname": socket.gethostname(),
-        "git_commit": (commit + ("+dirty" if dirty else "")) if commit else "unknown",
-    }
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU: {line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
 def identity_row(cell: RunConfig, splits: data.Splits, device: torch.device, dist: Dist) -> dict[str, Any]:
@@ -197,7 +153,9 @@ def identity_row(cell: RunConfig, splits: data.Splits, device: torch.device, dis
         "img_size": cell.img_size,
         "seed": cell.seed,
         **dataclasses.asdict(cell.train),
+        "eval_batch_size": cell.eval_batch_size,
         "precision": cell.precision,
+        "tf32": device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
         "val_fraction": cell.val_fraction,
         "device": str(device),
         "device_name": device_name(device),
@@ -350,16 +308,15 @@ def _held():
 
 def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
     dist = sweep.dist
-    # The store finds a cell's runs by the last part, the config hash's first 8 characters.
-    run_id = (
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%S}-{cell.strategy}-{cell.config_hash[:8]}"
-    )
+    run_id = store.new_run_id(cell.strategy, cell.config_hash)
     row = {"run_id": run_id, "started_at": _now(), **identity_row(cell, sweep.splits, sweep.device, dist)}
     outcome, status, error = None, "ok", ""
     try:
         seed_everything(cell.seed)
         backbone = sweep.source.for_cell(cell)
-        row["weights"] = backbone.weights
+        row.update(
+            weights=backbone.weights, normalisation=backbone.normalisation, pos_embed=backbone.pos_embed
+        )
         outcome = run(
             cell,
             sweep.splits,

@@ -8,13 +8,16 @@ from pathlib import Path
 import torch
 
 from benchmark import backbone as backbones
-from benchmark.config import RunConfig, make_options, strategy_class
+from benchmark.config import RunConfig, make_options
 from benchmark.errors import UsageError
-from benchmark.runner import Outcome, seed_everything
+from benchmark.prepare import prepare_model
+from benchmark.runner import Outcome
+from benchmark.training import seed_everything
 
 
 def save(cell: RunConfig, outcome: Outcome, run_id: str) -> Path:
-    """The trained parameters (adapter and head, or all of them) with what is needed to rebuild the model."""
+    """The validation-selected model's trained state (adapter and head, or everything, with the trained part's
+    buffers) and what is needed to rebuild the model."""
     from safetensors.torch import save_file
 
     path = cell.results_dir / "weights" / f"{run_id}.safetensors"
@@ -43,7 +46,7 @@ def load(path: Path) -> torch.nn.Module:
         config["model_args"],
     )
     options = make_options(config["strategy"], config["options"])
-    model = strategy_class(config["strategy"])(options).prepare(created.model)
+    model = prepare_model(config["strategy"], options, created.model).model
     missing_trained = set(load_file(str(path))) - set(model.state_dict())
     if missing_trained:
         raise UsageError(

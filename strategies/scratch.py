@@ -1,4 +1,11 @@
-"""From scratch: the same architecture from random initialisation, everything trainable (the baseline)."""
+"""A minimal from-scratch baseline: the same architecture from random initialisation, everything trains.
+
+It borrows DeiT's optimiser settings (Touvron et al. 2021: AdamW, lr 5e-4 at batch 512, weight decay 0.05,
+5 warm-up epochs) and leaves out the rest of DeiT's recipe: RandAugment, mixup and cutmix, label smoothing
+0.1, drop-path 0.1, repeated augmentation, 300 epochs, and the lr scaling 5e-4 x batch / 512 (the lr is
+used as given, as for every strategy). It answers "what does pretraining buy under the same short
+budget", not "how well can a ViT be trained from scratch".
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,10 @@ from strategies.base import Strategy, unfreeze
 class Scratch(Strategy):
     name = "scratch"
     family = "baseline"
-    description = "same architecture, random initialisation, everything trains: the no-pretraining baseline"
+    description = (
+        "minimal from-scratch baseline: same architecture, random initialisation, everything trains "
+        "(not DeiT's full recipe: no RandAugment, mixup, cutmix, label smoothing or drop-path)"
+    )
     uses_pretrained = False
     defaults = {
         "optimizer": "adamw",
@@ -24,7 +34,10 @@ class Scratch(Strategy):
         "clip_grad_norm": 1.0,
         "augment": True,
     }
-    source = "AdamW, lr 5e-4, weight decay 0.05, 5 warm-up epochs as in DeiT (Touvron et al. 2021)"
+    source = (
+        "AdamW, lr 5e-4, weight decay 0.05, 5 warm-up epochs from DeiT (Touvron et al. 2021, batch 512); "
+        "DeiT's augmentation, regularisation, lr scaling and 300 epochs left out"
+    )
 
     def prepare(self, model: nn.Module) -> nn.Module:
         unfreeze(model)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 import strategies
+from benchmark import cli, columns, store
 from benchmark.store import SCHEMAS
 from tests.conftest import ROOT, SWEEP, TINY_ARGS, run_cli
+from tests.test_strategies import expected_trainable
 
 
 def test_dry_run_counts_vit_b16_offline_and_writes_nothing(tmp_path):
@@ -57,17 +58,31 @@ BAD_INPUTS = {
 }
 
 
+def run_in_process(argv: list[str], folder, capsys, monkeypatch) -> tuple[int, list[str]]:
+    """`python -m benchmark ARGV` in this process (no 10 s interpreter start), in `folder`."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    status = cli.main(argv)
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, case):
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, monkeypatch, case):
     extra, message = BAD_INPUTS[case]
-    result = run_cli(
-        "run", "--dataset", "synthetic", *TINY_ARGS, *extra, "--results-dir", "results", cwd=tmp_path
-    )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    argv = ["run", "--dataset", "synthetic", *TINY_ARGS, *extra, "--results-dir", "results"]
+    status, lines = run_in_process(argv, tmp_path, capsys, monkeypatch)
+    assert status == 2
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert message in lines[0]
     assert list(tmp_path.iterdir()) == [], "bad input wrote files"
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
+    result = run_cli("run", "--strategies", "lorra", "--dataset", "synthetic", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: unknown strategy 'lorra'. Did you mean 'lora'? Valid: {', '.join(strategies.names())}"
+    ]
 
 
 def test_list_shows_every_strategy_and_dataset(tmp_path):
@@ -77,24 +92,29 @@ def test_list_shows_every_strategy_and_dataset(tmp_path):
         assert name in result.stdout
 
 
-def documented_columns(table: str) -> list[str]:
-    """Column names from the table's section of results/README.md."""
+def test_results_readme_documents_every_column_as_declared():
     text = (ROOT / "results" / "README.md").read_text()
-    section = text.split(f"## `{table}/`")[1].split("\n## ")[0]
-    names = []
-    for line in section.splitlines():
-        if line.startswith("| `"):
-            names += re.findall(r"`([a-z0-9_]+)`", line.split("|")[1])
-    return names
+    assert columns.render_readme(text) == text, "run `python -m benchmark.columns` to regenerate"
+    for table in SCHEMAS:
+        assert f"<!-- columns:{table} -->" in text
 
 
-@pytest.mark.parametrize("table", list(SCHEMAS))
-def test_every_column_is_documented(table):
-    assert sorted(documented_columns(table)) == sorted(SCHEMAS[table].names)
+def test_results_written_before_and_after_a_column_was_added_read_back_whole(tmp_path, sweep_results):
+    """A folder mixing an older file (without a column) and a current one keeps every column."""
+    folder = tmp_path / "results" / "runs"
+    folder.mkdir(parents=True)
+    current = sorted((sweep_results / "runs").glob("*.parquet"))[:2]
+    older = pd.read_parquet(current[0]).drop(columns=["test_macro_f1", "tf32"])
+    older.to_parquet(folder / "0-older.parquet")  # sorts first, as pandas would take its schema from it
+    pd.read_parquet(current[1]).to_parquet(folder / "1-newer.parquet")
+    runs = store.read(tmp_path / "results", "runs")
+    assert list(runs.columns) == SCHEMAS["runs"].names
+    assert runs["test_macro_f1"].isna().tolist() == [True, False]
+    assert runs["run_id"].tolist() == [older["run_id"].item(), pd.read_parquet(current[1])["run_id"].item()]
 
 
 def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
-    runs = pd.read_parquet(sweep_results / "runs")  # the whole folder, as users read it
+    runs = store.read(sweep_results, "runs")  # the whole folder, as the README says to read it
     assert len(runs) == 2 * len(strategies.names())
     assert set(runs["status"]) == {"ok"}
     assert sorted(runs.groupby("strategy")["seed"].apply(sorted).tolist()) == [[0, 1]] * len(
@@ -102,7 +122,10 @@ def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
     )
     for path in (sweep_results / "runs").glob("*.parquet"):
         assert pq.read_schema(path).remove_metadata() == SCHEMAS["runs"]
-    assert (runs["trainable_params"] <= runs["total_params"]).all()
+    for _, run in runs.iterrows():  # exact counts, the head counted once
+        assert run["trainable_params"] == expected_trainable(run["strategy"]), run["strategy"]
+    full = runs[runs["strategy"] == "full"].iloc[0]
+    assert full["trainable_params"] == full["total_params"]
     assert set(runs.loc[runs["strategy"] == "linear", "trunk_cached"]) == {True}
     assert (runs["weights"] == "none (random initialisation)").all()
     assert runs["data_source"].str.startswith("synthetic").all()

@@ -8,26 +8,13 @@ import torch
 import strategies
 from benchmark import data
 from benchmark.config import RunConfig, TrainParams
+from benchmark.inputs import Inputs
+from benchmark.measure import Stopwatch
 from benchmark.pipeline import Pipeline, epoch_order, random_crop_flip, to_model_input
-from benchmark.runner import Inputs
+from benchmark.training import order_generator
 from tests.conftest import TINY, TINY_MODEL, tiny_vit
 
-
-def _config(precision: str) -> RunConfig:
-    return RunConfig(
-        strategy="linear",
-        options=strategies.get("linear").Options(),
-        dataset="synthetic",
-        model=TINY_MODEL,
-        model_args=tuple(TINY.items()),
-        weights="none",
-        weights_sha256="",
-        img_size=16,
-        seed=0,
-        train=TrainParams(augment=False, eval_batch_size=64),
-        precision=precision,
-        val_fraction=0.1,
-    )
+CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("name", ["linear", "last_k"])
@@ -39,10 +26,9 @@ def test_cached_and_uncached_trunk_give_the_same_logits(name, precision):
     model = strategy.prepare(tiny_vit()).eval()
     split = strategy.split(model)
     pipeline = Pipeline(16, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), flip=False)
-    cached = Inputs(splits, pipeline, split.trunk, _config(precision), torch.device("cpu"))
-    uncached = Inputs(splits, pipeline, split.trunk, _config(precision), torch.device("cpu"))
-    assert cached.can_cache()
-    cached.build_cache("test")
+    cached = Inputs(splits, pipeline, split.trunk, False, precision, 64, CPU)
+    uncached = Inputs(splits, pipeline, split.trunk, False, precision, 64, CPU)
+    assert cached.cache_trunk_outputs(Stopwatch(CPU), Stopwatch(CPU), Stopwatch(CPU))
     index = torch.tensor([3, 0, 199, 57, 12])
     with torch.no_grad():
         from_cache = split.rest(cached.batch("test", index).float())
@@ -75,12 +61,19 @@ def test_crop_is_a_shifted_window_and_flip_can_be_disabled():
         assert any(torch.equal(out[index], window) for window in windows)
 
 
-def test_model_input_is_resized_and_normalised():
-    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    mean, std = torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.5)
+def test_model_input_is_resized_and_normalised_per_channel():
+    # Each channel a constant, so resizing keeps the value and the normalisation can be checked exactly.
+    values = torch.tensor([0, 51, 255], dtype=torch.uint8)
+    images = values.view(1, 3, 1, 1).expand(2, 3, 32, 32).contiguous()
+    mean, std = (
+        torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1),
+        torch.tensor([0.5, 0.25, 2.0]).view(1, 3, 1, 1),
+    )
     out = to_model_input(images, 224, mean, std)
-    assert out.shape == (4, 3, 224, 224) and out.dtype == torch.float32
-    assert out.min() >= -1.0 and out.max() <= 1.0
+    assert out.shape == (2, 3, 224, 224) and out.dtype == torch.float32
+    expected = (values.float() / 255 - mean.flatten()) / std.flatten()  # (0 - 0.1) / 0.5 = -0.2, ...
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), expected)
+    torch.testing.assert_close(out.amin(dim=(0, 2, 3)), out.amax(dim=(0, 2, 3)))
 
 
 def test_epoch_order_shards_each_global_batch_across_ranks():
@@ -91,6 +84,39 @@ def test_epoch_order_shards_each_global_batch_across_ranks():
         assert torch.equal(torch.cat([batches[0][step], batches[1][step]]), global_batch)
     seen = torch.cat(single)
     assert len(seen.unique()) == len(seen), "an image twice in one epoch"
+
+
+def test_batch_order_of_a_seed_is_drawn_on_the_cpu_and_reproducible():
+    generator = order_generator(seed=3, epoch=2)
+    assert generator.device.type == "cpu"
+    first = epoch_order(100, 10, generator)
+    again = epoch_order(100, 10, order_generator(seed=3, epoch=2), device=torch.device("meta"))
+    assert all(batch.device.type == "meta" for batch in again), "indices move to the run's device"
+    assert torch.equal(torch.cat(first), torch.cat(epoch_order(100, 10, order_generator(3, 2))))
+    assert not torch.equal(torch.cat(first), torch.cat(epoch_order(100, 10, order_generator(3, 3))))
+
+
+def test_config_hash_ignores_device_and_evaluation_batch_size():
+    def cell(device: str, eval_batch_size: int, seed: int = 0) -> RunConfig:
+        return RunConfig(
+            strategy="linear",
+            options=strategies.get("linear").Options(),
+            dataset="synthetic",
+            model=TINY_MODEL,
+            model_args=tuple(TINY.items()),
+            weights="none",
+            weights_sha256="",
+            img_size=16,
+            seed=seed,
+            train=TrainParams(),
+            precision="fp32",
+            val_fraction=0.1,
+            device=device,
+            eval_batch_size=eval_batch_size,
+        )
+
+    assert cell("cpu", 64).config_hash == cell("cuda:0", 512).config_hash
+    assert cell("cpu", 64).config_hash != cell("cpu", 64, seed=1).config_hash
 
 
 def test_speed_command_writes_rows_that_report_shows(tmp_path):

@@ -153,29 +153,34 @@ def test_exception_inside_a_strategy_is_a_failed_row_and_the_sweep_goes_on(tmp_p
     assert table.loc["linear", "status"] == "ok"
 
 
-def test_kept_weights_load_back_with_the_head(tmp_path):
-    result = run_cli(
-        *tiny_run("lora", epochs=2),
-        "--keep-weights",
-        cwd=tmp_path,
-    )
+def test_kept_weights_are_the_selected_model_and_reproduce_every_test_metric(tmp_path):
+    result = run_cli(*tiny_run("lora", epochs=3), "--keep-weights", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     row = runs(tmp_path).iloc[0]
     model = load_trained(tmp_path / row["weights_file"])
     test = data.load("synthetic", tmp_path, row["val_fraction"]).test
+    from benchmark.evaluate import Tally
     from benchmark.pipeline import Pipeline
 
     images = Pipeline(row["img_size"], (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), flip=False)(test.images)
     with torch.no_grad():
-        predicted = model(images).argmax(1)
+        logits = model(images)
+    tally = Tally.zeros(10, torch.device("cpu"))
+    tally.add(logits, test.labels)
+    assert tally.top1 == row["test_top1"] and tally.top5 == row["test_top5"]
+    assert tally.macro_f1() == pytest.approx(row["test_macro_f1"], abs=1e-12)
+    assert tally.loss == pytest.approx(row["test_loss"], rel=1e-5)
     stored = pd.read_parquet(tmp_path / "results" / "confusion")
-    pairs = pd.DataFrame({"true_index": test.labels.numpy(), "predicted_index": predicted.numpy()})
+    pairs = pd.DataFrame({"true_index": test.labels.numpy(), "predicted_index": logits.argmax(1).numpy()})
     recomputed = pairs.value_counts().rename("count").reset_index()
     key = ["true_index", "predicted_index"]
     assert (
         recomputed.sort_values(key).to_numpy().tolist()
         == stored[[*key, "count"]].sort_values(key).to_numpy().tolist()
     )
+    history = pd.read_parquet(tmp_path / "results" / "epochs")
+    assert row["best_val_top1"] == history["val_top1"].max()
+    assert row["best_val_epoch"] == history.loc[history["val_top1"].idxmax(), "epoch"]
 
 
 def _bad(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -9,9 +9,11 @@ from tests.conftest import run_cli
 
 
 def test_full_fine_tune_learns_digits(tmp_path):
-    result = run_cli("run", *DEMO_ARGS, "--strategies", "full", "--results-dir", "results", cwd=tmp_path)
+    # The demo's recipe, shortened to 20 epochs (the last flag wins): enough to show learning.
+    argv = ["run", *DEMO_ARGS, "--epochs", "20", "--strategies", "full", "--results-dir", "results"]
+    result = run_cli(*argv, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     row = pd.read_parquet(tmp_path / "results" / "runs").iloc[0]
     assert row["status"] == "ok"
-    assert row["test_top1"] >= 0.90  # chance is 0.10
+    assert row["test_top1"] >= 0.80  # chance is 0.10
     assert row["n_test"] == 359 and row["dataset"] == "digits"

@@ -1,0 +1,108 @@
+"""What the trainable part of a model eats, and evaluation over a split.
+
+Images go through the pipeline and, for strategies with a frozen prefix, through that trunk without
+autograd. When the pipeline is deterministic (no augmentation) and the trunk's outputs fit the memory
+budget, the trunk runs once per image for the whole run and training uses the cached outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from benchmark.data import Splits
+from benchmark.distributed import Dist
+from benchmark.evaluate import Tally
+from benchmark.measure import Stopwatch
+from benchmark.pipeline import Pipeline
+from benchmark.training import autocast
+
+CACHE_FRACTION_OF_FREE_MEMORY = 0.5  # the trunk cache may use at most this share of free device memory
+SPLITS = ("train", "val", "test")
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def frozen_forward(trunk: nn.Module | None, batch: torch.Tensor, device: torch.device, precision: str):
+    """The frozen trunk's output, without autograd (no activations kept for backward)."""
+    if trunk is None:
+        return batch
+    with torch.no_grad(), autocast(device, precision):
+        return trunk(batch)
+
+
+class Inputs:
+    def __init__(
+        self,
+        splits: Splits,
+        pipeline: Pipeline,
+        trunk: nn.Module | None,
+        augment: bool,
+        precision: str,
+        eval_batch_size: int,
+        device: torch.device,
+    ) -> None:
+        self.splits, self.pipeline, self.trunk = splits, pipeline, trunk
+        self.augment, self.precision, self.device = augment, precision, device
+        self.eval_batch_size = eval_batch_size
+        self.cache: dict[str, torch.Tensor] = {}
+        if trunk is not None:
+            trunk.eval()  # frozen: dropout off, statistics fixed, so its outputs are deterministic
+
+    def _through_trunk(self, images: torch.Tensor, augment: bool, generator: torch.Generator | None):
+        batch = self.pipeline(images, augment=augment, generator=generator)
+        return frozen_forward(self.trunk, batch, self.device, self.precision)
+
+    def can_cache(self) -> bool:
+        if self.trunk is None or self.augment:
+            return False
+        sample = self._through_trunk(self.splits.train.images[:1], False, None)
+        total = sum(len(getattr(self.splits, name)) for name in SPLITS)
+        needed = sample.numel() * sample.element_size() * total
+        return needed <= CACHE_FRACTION_OF_FREE_MEMORY * free_memory_bytes(self.device)
+
+    def cache_trunk_outputs(
+        self, train_watch: Stopwatch, eval_watch: Stopwatch, cache_watch: Stopwatch
+    ) -> bool:
+        """One pass of the trunk over every image, when possible; its time counts as training for the
+        training split and as evaluation for the others. Returns whether the outputs are cached."""
+        if not self.can_cache():
+            return False
+        for name in SPLITS:
+            with train_watch if name == "train" else eval_watch, cache_watch:
+                images = getattr(self.splits, name).images
+                self.cache[name] = torch.cat(
+                    [
+                        self._through_trunk(images[start : start + self.eval_batch_size], False, None)
+                        for start in range(0, len(images), self.eval_batch_size)
+                    ]
+                )
+        return True
+
+    def batch(self, split_name: str, index: torch.Tensor, generator: torch.Generator | None = None):
+        if split_name in self.cache:
+            return self.cache[split_name][index]
+        augment = self.augment and split_name == "train"
+        return self._through_trunk(getattr(self.splits, split_name).images[index], augment, generator)
+
+
+def evaluate(forward: Callable, inputs: Inputs, split_name: str, num_classes: int, dist: Dist) -> Tally:
+    """Every example of the split once; each process takes every world_size-th one, then sums."""
+    labels = getattr(inputs.splits, split_name).labels
+    tally = Tally.zeros(num_classes, inputs.device)
+    mine = torch.arange(dist.rank, len(labels), dist.world_size, device=inputs.device)
+    with torch.no_grad():
+        for start in range(0, len(mine), inputs.eval_batch_size):
+            index = mine[start : start + inputs.eval_batch_size]
+            with autocast(inputs.device, inputs.precision):
+                logits = forward(inputs.batch(split_name, index))
+            tally.add(logits.float(), labels[index])
+    dist.all_reduce_sum(tally.tensors())
+    return tally
