@@ -40,6 +40,8 @@ def expected_trainable(name: str) -> int:
         "linear": size["head"],
         "last_k": 2 * size["block"] + size["norm"] + size["head"],  # default k=2
         "lora": size["depth"] * 8 * (size["width"] + 3 * size["width"]) + size["head"],  # r=8 on qkv
+        "vpt_shallow": 10 * size["width"] + size["head"],  # 10 prompt tokens before block 1
+        "vpt_deep": size["depth"] * 10 * size["width"] + size["head"],  # 10 prompt tokens per block
     }
     return expected[name]  # a new strategy adds its expected count here
 
