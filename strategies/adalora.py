@@ -129,7 +129,7 @@ class Adalora(Strategy):
         tuner.update_and_allocate(step)
 
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
-        """The orthogonality regulariser of AdaLoRA (Zhang et al. 2023, Eq. 4), as peft's
+        """The orthogonality regulariser of AdaLoRA (Zhang et al. 2023), as peft's
         `AdaLoraModel.forward` adds it: the weight times the mean over the P (lora_A) and Q (lora_B)
         matrices of the Frobenius norm of P P^T - I (Q^T Q - I)."""
         if self.options.orth_reg_weight == 0:

@@ -1,13 +1,13 @@
-"""BOFT (Liu et al. 2024): orthogonal fine-tuning with the rotation of each adapted layer's input built
-from butterfly factors of small orthogonal blocks, plus a trainable scale per output, via peft; new head
+"""BOFT (Liu et al. 2024): orthogonal fine-tuning with the rotation of each adapted layer's input built from
+butterfly factors of small orthogonal blocks, plus a trainable scale per output, via peft; new head
 trainable.
 
 Departure: peft builds more than one butterfly factor only with its CUDA extension, compiled at run time,
 and otherwise silently falls back to one factor, which would make the parameter count depend on the
 machine. This module therefore uses one factor everywhere (peft's default): a block-diagonal rotation
-with blocks of `block_size` (b x b numbers per block, made orthogonal by the Cayley transform) and one
-scale per output. The blocks start at zero (identity rotation) and the scales at one, so the model starts
-at the backbone's function.
+with blocks of `block_size` (peft stores b x b numbers per block and makes them orthogonal through the
+Cayley transform of their skew-symmetric part) and one scale per output. The blocks start at zero
+(identity rotation) and the scales at one, so the model starts at the backbone's function.
 """
 
 from __future__ import annotations

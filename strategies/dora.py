@@ -45,7 +45,9 @@ class Dora(Strategy):
     description = "peft DoRA (LoRA direction + trainable magnitude per output) on qkv, new head trainable"
     Options = DoraOptions
     defaults = PEFT_DEFAULTS
-    source = f"r=8, alpha=16 as LoRA (Hu et al. 2021), as DoRA compares (Liu et al. 2024); {PEFT_SOURCE}"
+    source = (
+        f"r=8, alpha=16 as the lora strategy (Hu et al. 2021), DoRA adding only the magnitude; {PEFT_SOURCE}"
+    )
 
     def prepare(self, model: nn.Module) -> nn.Module:
         config = LoraConfig(

@@ -2,11 +2,11 @@
 sparse spectrum with `n_frequency` trainable coefficients at fixed random frequencies, via peft; new head
 trainable.
 
-Departure: the paper and peft's default draw the coefficients from a standard normal, so the model would
-not compute the backbone's function at the start. This module uses peft's other initialisation, zero
-coefficients (`init_weights=True`): the update is linear in the coefficients, so they still receive
-gradients from the first step, and the model starts at the backbone's function like the other
-reparameterised methods.
+Departure: peft's default (`init_weights=False`) draws the coefficients from a standard normal, so the
+model would not compute the backbone's function at the start. This module uses peft's other
+initialisation, zero coefficients (`init_weights=True`): the update is linear in the coefficients, so
+they still receive gradients from the first step, and the model starts at the backbone's function like
+the other reparameterised methods.
 """
 
 from __future__ import annotations

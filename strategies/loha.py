@@ -1,4 +1,4 @@
-"""LoHa (Hyeon-Woo et al. 2022, FedPara; as in LyCORIS): the update is the Hadamard product of two
+"""LoHa (Hyeon-Woo et al. 2022, FedPara; LyCORIS, Yeh et al. 2024): the update is the Hadamard product of two
 rank-r products, (W1a W1b) * (W2a W2b) scaled by alpha / r, via peft; new head trainable.
 
 peft zeroes W2b (FedPara's He initialisation for the rest), so the model starts at the backbone's function.

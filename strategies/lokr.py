@@ -1,9 +1,9 @@
-"""LoKr (Edalati et al. 2022, KronA; as in LyCORIS): the update is a Kronecker product W1 (x) W2 scaled by
-alpha / r, via peft; new head trainable.
+"""LoKr (LyCORIS, Yeh et al. 2024; after KronA, Edalati et al. 2022): the update is a Kronecker product W1
+(x) W2 scaled by alpha / r, via peft; new head trainable.
 
-peft factors each dimension into the pair of divisors nearest its square root (ViT-B qkv: out 2304 =
-48 x 48, in 768 = 24 x 32), keeps W1 (48 x 24) full and, when r is below half of W2's larger side,
-factors W2 (48 x 32) as a rank-r product. peft zeroes W1, so the model starts at the backbone's function.
+peft factors each dimension into the pair of divisors nearest its square root (ViT-B qkv: out 2304 = 48 x
+48, in 768 = 24 x 32), keeps W1 (48 x 24) full and, when r is below half of W2's larger side, factors W2
+(48 x 32) as a rank-r product. peft zeroes W1, so the model starts at the backbone's function.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from strategies.base import Strategy
 @dataclasses.dataclass(frozen=True)
 class VeraOptions:
     r: int = 256  # rank of the shared random projections
-    d_initial: float = 0.1  # initial value of the d vector (Kopiczko et al. 2024, Sec. 3)
+    d_initial: float = 0.1  # initial value of every entry of the d vector
     dropout: float = 0.0  # dropout on the adapter's input
     seed: int = 0  # seed of the shared random projections (peft's projection_prng_key)
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
@@ -49,7 +49,7 @@ class Vera(Strategy):
     description = "peft VeRA: shared frozen random projections, trainable scaling vectors on qkv, new head"
     Options = VeraOptions
     defaults = PEFT_DEFAULTS
-    source = f"r=256 and d_initial=0.1 (Kopiczko et al. 2024, peft's defaults); {PEFT_SOURCE}"
+    source = f"r=256, d_initial=0.1: peft's VeraConfig defaults (after Kopiczko et al. 2024); {PEFT_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         config = VeraConfig(

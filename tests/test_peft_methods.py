@@ -69,6 +69,27 @@ def test_peft_strategies_are_reparameterised_and_documented(name):
     assert strategy.defaults["optimizer"] == "adamw" and strategy.defaults["lr"] == 1e-3
 
 
+@pytest.mark.parametrize("name", PEFT)
+def test_one_step_moves_the_adapter_of_every_block(name):
+    """The adapters learn from the first step (a zero-initialised pair must not stall)."""
+    torch.manual_seed(0)
+    model = strategies.get(name)().prepare(tiny_vit())
+    before = {key: param.detach().clone() for key, param in model.named_parameters() if param.requires_grad}
+    optimizer = torch.optim.SGD([param for param in model.parameters() if param.requires_grad], lr=0.1)
+    images, labels = torch.randn(8, 3, 16, 16), torch.arange(8) % 10
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    optimizer.step()
+    moved = {
+        key
+        for key, param in model.named_parameters()
+        if key in before and not torch.equal(param, before[key])
+    }
+    for block in range(2):
+        assert any(key.startswith(f"blocks.{block}.") for key in moved), (
+            f"block {block}'s adapter did not move"
+        )
+
+
 def _adalora_ranks(model: torch.nn.Module) -> int:
     """AdaLoRA's total rank: the singular values E that pruning has not set to zero."""
     return sum(int((param != 0).sum()) for name, param in model.named_parameters() if "lora_E" in name)
