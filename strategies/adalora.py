@@ -116,7 +116,7 @@ class Adalora(Strategy):
         model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
         model = getattr(model, "module", model)  # DistributedDataParallel's wrapper
         if self._tuner is None or self._tuner.model is not model:
-            raise ValueError("adalora: the hooks need the model that this strategy object prepared")
+            raise RuntimeError("adalora: the hooks need the model that this strategy object prepared")
         return self._tuner
 
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:

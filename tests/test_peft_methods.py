@@ -136,7 +136,7 @@ def test_adalora_orthogonality_regulariser():
 def test_adalora_hooks_refuse_a_model_they_did_not_prepare():
     strategy = strategies.get("adalora")()
     strategy.prepare(tiny_vit())
-    with pytest.raises(ValueError, match="the model that this strategy object prepared"):
+    with pytest.raises(RuntimeError, match="the model that this strategy object prepared"):
         strategy.on_step_end(tiny_vit(), 1, 10)
 
 
