@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 
-from peft import LoraConfig, inject_adapter_in_model
+from peft import LoraConfig
 from torch import nn
 
 from strategies import register
-from strategies.base import Strategy, freeze, unfreeze
+from strategies._peft import (
+    PEFT_DEFAULTS,
+    PEFT_SOURCE,
+    check_at_least_one,
+    check_dropout,
+    check_positive,
+    check_targets,
+    inject,
+)
+from strategies.base import Strategy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,14 +28,10 @@ class LoraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ValueError(f"lora.r must be at least 1; got {self.r}")
-        if self.alpha <= 0:
-            raise ValueError(f"lora.alpha must be positive; got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"lora.dropout must be in [0, 1); got {self.dropout}")
-        if not self.targets:
-            raise ValueError("lora.targets must name at least one module, e.g. qkv")
+        check_at_least_one("lora.r", self.r)
+        check_positive("lora.alpha", self.alpha)
+        check_dropout("lora.dropout", self.dropout)
+        check_targets("lora.targets", self.targets)
 
 
 @register
@@ -35,36 +40,14 @@ class Lora(Strategy):
     family = "reparameterised"
     description = "peft LoRA on the attention projections (fused qkv), frozen backbone, new head trainable"
     Options = LoraOptions
-    defaults = {
-        "optimizer": "adamw",
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "epochs": 10,
-        "batch_size": 128,
-        "warmup_epochs": 1.0,
-        "clip_grad_norm": 1.0,
-        "augment": True,
-    }
-    source = (
-        "r=8, alpha=16 as in Hu et al. 2021; AdamW lr 1e-3, weight decay 1e-4 as in the VTAB-1k "
-        "PEFT protocol (Zhang et al. 2022, NOAH)"
-    )
+    defaults = PEFT_DEFAULTS
+    source = f"r=8, alpha=16 as in Hu et al. 2021; {PEFT_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        freeze(model)
         config = LoraConfig(
             r=self.options.r,
             lora_alpha=self.options.alpha,
             lora_dropout=self.options.dropout,
             target_modules=list(self.options.targets),
         )
-        try:
-            model = inject_adapter_in_model(config, model)
-        except ValueError as error:  # peft: no module matched the targets
-            raise ValueError(
-                f"lora.targets {list(self.options.targets)} match no module of the model: {error}"
-            ) from None
-        # The head is trained in place rather than through peft's modules_to_save, which would keep a
-        # second copy of it and count the head twice.
-        unfreeze(model.get_classifier())
-        return model
+        return inject(self.name, config, model, self.options.targets)

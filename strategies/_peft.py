@@ -1,0 +1,113 @@
+"""What the peft-based strategies share: training defaults, option checks, and adapter injection.
+
+Every peft strategy freezes the backbone, lets peft add its adapter to the targeted modules in place
+(the model stays the timm model, so the runner, `get_classifier` and the counts see it unchanged),
+and trains the new head in place. The head is never put in peft's `modules_to_save`, which would keep a
+second copy of it and count the head twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from peft import PeftConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import BaseTuner
+from torch import nn
+
+from strategies.base import freeze, unfreeze
+
+# Training recipe of the VTAB-1k PEFT protocol (Zhang et al. 2022, NOAH: AdamW, lr 1e-3, weight decay
+# 1e-4), with this benchmark's common epochs, batch, warm-up, clipping and augmentation.
+PEFT_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "epochs": 10,
+    "batch_size": 128,
+    "warmup_epochs": 1.0,
+    "clip_grad_norm": 1.0,
+    "augment": True,
+}
+PEFT_SOURCE = "AdamW lr 1e-3, weight decay 1e-4 as in the VTAB-1k PEFT protocol (Zhang et al. 2022, NOAH)"
+
+ADAPTER = "default"  # peft's adapter name; one adapter per model here
+
+
+def check_positive(option: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{option} must be positive; got {value}")
+
+
+def check_at_least_one(option: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{option} must be at least 1; got {value}")
+
+
+def check_dropout(option: str, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{option} must be in [0, 1); got {value}")
+
+
+def check_targets(option: str, targets: Sequence[str]) -> None:
+    if isinstance(targets, str) or not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ValueError(
+            f"{option} must be a tuple of one or more module names, e.g. ('qkv',); got {targets!r}"
+        )
+
+
+def _is_target(name: str, targets: Sequence[str]) -> bool:
+    """peft's rule for a list of targets: the module's qualified name is, or ends with `.`, a target."""
+    return any(name == target or name.endswith(f".{target}") for target in targets)
+
+
+def targeted_linears(model: nn.Module, targets: Sequence[str]) -> list[tuple[str, nn.Linear]]:
+    """The linear layers that peft will adapt."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and _is_target(name, targets)
+    ]
+
+
+def _check_targets_exist(strategy: str, model: nn.Module, targets: Sequence[str]) -> None:
+    if not any(_is_target(name, targets) for name, _ in model.named_modules()):
+        raise ValueError(f"{strategy}.targets {list(targets)} match no module of the model")
+
+
+def _peft_error(strategy: str, error: ValueError) -> ValueError:
+    """peft's ValueError as one line that names the strategy."""
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ValueError(f"{strategy} cannot adapt this model: {message}")
+
+
+def _train_head(model: nn.Module) -> nn.Module:
+    unfreeze(model.get_classifier())
+    return model
+
+
+def inject(strategy: str, config: PeftConfig, model: nn.Module, targets: Sequence[str]) -> nn.Module:
+    """Freeze `model`, add peft's adapter described by `config` in place, and train the head."""
+    _check_targets_exist(strategy, model, targets)
+    freeze(model)
+    try:
+        model = inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    except ValueError as error:  # e.g. a target of a type the method cannot adapt
+        raise _peft_error(strategy, error) from None
+    return _train_head(model)
+
+
+def attach_tuner(
+    strategy: str, tuner_class: type[BaseTuner], config: PeftConfig, model: nn.Module, targets: Sequence[str]
+) -> BaseTuner:
+    """As `inject`, through peft's tuner class, for methods whose state lives on the tuner (VeRA's shared
+    random projections, AdaLoRA's rank allocator). The tuner adapts `model` in place and is returned;
+    `model` itself (`tuner.model`) is what trains."""
+    _check_targets_exist(strategy, model, targets)
+    freeze(model)
+    try:
+        tuner = tuner_class(model, config, ADAPTER)
+    except ValueError as error:
+        raise _peft_error(strategy, error) from None
+    _train_head(model)
+    return tuner

@@ -1,0 +1,143 @@
+"""AdaLoRA (Zhang et al. 2023): LoRA in SVD form, P diag(E) Q, whose rank budget is cut during training
+from `init_r` to `target_r` per module on average by pruning the least important singular values, via
+peft; new head trainable.
+
+The budget schedule needs the run's length and, after every optimiser step with the gradients still in
+place, peft's `update_and_allocate`; both come from the runner's `on_step_end(model, step, total_steps)`
+hook. The orthogonality regulariser on P and Q comes through `extra_loss`. peft's tuner (which holds the
+rank allocator's importance scores) adapts the timm model in place and is kept by this strategy object.
+The singular values E start at zero, so the model starts at the backbone's function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from peft import AdaLoraConfig, AdaLoraModel
+from torch import nn
+
+from strategies import register
+from strategies._peft import (
+    ADAPTER,
+    PEFT_DEFAULTS,
+    PEFT_SOURCE,
+    attach_tuner,
+    check_at_least_one,
+    check_dropout,
+    check_positive,
+    check_targets,
+)
+from strategies.base import Strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaloraOptions:
+    init_r: int = 12  # rank of every module before pruning
+    target_r: int = 8  # average rank per module at the end of the budget schedule
+    alpha: float = 16.0  # the update is scaled by alpha / init_r, as the lora strategy's alpha / r
+    dropout: float = 0.0  # dropout on the adapter's input
+    warmup_fraction: float = 0.1  # share of the run's steps before pruning starts (peft's tinit)
+    final_fraction: float = 0.2  # share of the run's steps trained at the final budget (peft's tfinal)
+    interval: int = 1  # steps between two budget re-allocations (peft's deltaT)
+    beta1: float = 0.85  # smoothing of the sensitivity (importance) estimate
+    beta2: float = 0.85  # smoothing of its uncertainty
+    orth_reg_weight: float = 0.5  # weight of the orthogonality regulariser on P and Q
+    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+
+    def __post_init__(self) -> None:
+        check_at_least_one("adalora.target_r", self.target_r)
+        if self.init_r < self.target_r:
+            raise ValueError(
+                f"adalora.init_r must be at least adalora.target_r {self.target_r}; got {self.init_r}"
+            )
+        check_positive("adalora.alpha", self.alpha)
+        check_dropout("adalora.dropout", self.dropout)
+        for option, value in (
+            ("warmup_fraction", self.warmup_fraction),
+            ("final_fraction", self.final_fraction),
+        ):
+            if not 0 <= value < 1:
+                raise ValueError(f"adalora.{option} must be in [0, 1); got {value}")
+        if self.warmup_fraction + self.final_fraction >= 1:
+            raise ValueError(
+                "adalora.warmup_fraction + adalora.final_fraction must be below 1 to leave steps for "
+                f"pruning; got {self.warmup_fraction} + {self.final_fraction}"
+            )
+        check_at_least_one("adalora.interval", self.interval)
+        for option, value in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if not 0 < value < 1:
+                raise ValueError(f"adalora.{option} must be in (0, 1); got {value}")
+        if self.orth_reg_weight < 0:
+            raise ValueError(f"adalora.orth_reg_weight must be at least 0; got {self.orth_reg_weight}")
+        check_targets("adalora.targets", self.targets)
+
+
+@register
+class Adalora(Strategy):
+    name = "adalora"
+    family = "reparameterised"
+    description = "peft AdaLoRA on qkv: SVD-form LoRA pruned from rank 12 to 8 on average, new head trainable"
+    Options = AdaloraOptions
+    defaults = PEFT_DEFAULTS
+    source = (
+        "init_r 12, target_r 8, beta1 = beta2 = 0.85, orthogonality weight 0.5, re-allocation every step "
+        "(peft's AdaLoraConfig defaults, after Zhang et al. 2023); warm-up 10% and final 20% of the steps "
+        f"(the proportions of peft's AdaLoraConfig example); {PEFT_SOURCE}"
+    )
+
+    def __init__(self, options: AdaloraOptions | None = None) -> None:
+        super().__init__(options)
+        self._tuner: AdaLoraModel | None = None
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        config = AdaLoraConfig(
+            init_r=self.options.init_r,
+            target_r=self.options.target_r,
+            lora_alpha=self.options.alpha,
+            lora_dropout=self.options.dropout,
+            deltaT=self.options.interval,
+            beta1=self.options.beta1,
+            beta2=self.options.beta2,
+            orth_reg_weight=self.options.orth_reg_weight,
+            total_step=1,  # a placeholder: the run's length is set at the first `on_step_end`
+            target_modules=list(self.options.targets),
+        )
+        self._tuner = attach_tuner(self.name, AdaLoraModel, config, model, self.options.targets)
+        # ranknum (each module's initial rank, a constant) is a frozen parameter, but peft re-wraps it
+        # as a new, trainable parameter when it moves the adapter to a base layer on another device
+        # (the meta skeleton); freeze it again so every device counts the same.
+        for name, param in model.named_parameters():
+            if f".ranknum.{ADAPTER}" in name:
+                param.requires_grad_(False)
+        return model
+
+    def _tuner_for(self, model: nn.Module) -> AdaLoraModel:
+        model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
+        model = getattr(model, "module", model)  # DistributedDataParallel's wrapper
+        if self._tuner is None or self._tuner.model is not model:
+            raise RuntimeError("adalora: the hooks need the model that this strategy object prepared")
+        return self._tuner
+
+    def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
+        tuner = self._tuner_for(model)
+        config = tuner.peft_config[ADAPTER]  # shared with peft's rank allocator
+        if config.total_step != total_steps:
+            config.total_step = total_steps
+            config.tinit = int(self.options.warmup_fraction * total_steps)
+            config.tfinal = int(self.options.final_fraction * total_steps)
+        tuner.update_and_allocate(step)
+
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        """The orthogonality regulariser of AdaLoRA (Zhang et al. 2023), as peft's
+        `AdaLoraModel.forward` adds it: the weight times the mean over the P (lora_A) and Q (lora_B)
+        matrices of the Frobenius norm of P P^T - I (Q^T Q - I)."""
+        if self.options.orth_reg_weight == 0:
+            return None
+        terms = []
+        for name, param in self._tuner_for(model).model.named_parameters():
+            if f"lora_A.{ADAPTER}" in name or f"lora_B.{ADAPTER}" in name:
+                gram = param @ param.T if "lora_A" in name else param.T @ param
+                identity = torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)
+                terms.append(torch.linalg.matrix_norm(gram - identity))
+        return self.options.orth_reg_weight * torch.stack(terms).mean()

@@ -1,0 +1,73 @@
+"""BOFT (Liu et al. 2024): orthogonal fine-tuning with the rotation of each adapted layer's input built from
+butterfly factors of small orthogonal blocks, plus a trainable scale per output, via peft; new head
+trainable.
+
+Departure: peft builds more than one butterfly factor only with its CUDA extension, compiled at run time,
+and otherwise silently falls back to one factor, which would make the parameter count depend on the
+machine. This module therefore uses one factor everywhere (peft's default): a block-diagonal rotation
+with blocks of `block_size` (peft stores b x b numbers per block and makes them orthogonal through the
+Cayley transform of their skew-symmetric part) and one scale per output. The blocks start at zero
+(identity rotation) and the scales at one, so the model starts at the backbone's function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import peft.tuners.boft.layer
+from peft import BOFTConfig
+from torch import nn
+
+from strategies import register
+from strategies._peft import PEFT_DEFAULTS, PEFT_SOURCE, check_targets, inject, targeted_linears
+from strategies.base import Strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class BoftOptions:
+    block_size: int = 4  # side of each orthogonal block; must divide the adapted layers' input width
+    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+
+    def __post_init__(self) -> None:
+        if self.block_size < 2 or self.block_size % 2:
+            raise ValueError(f"boft.block_size must be an even number of at least 2; got {self.block_size}")
+        check_targets("boft.targets", self.targets)
+
+
+def skip_cuda_extension() -> None:
+    """Tell peft its BOFT CUDA extension is unavailable unless it already tried to load it.
+
+    With one butterfly factor the extension only speeds up assembling the block-diagonal matrix, but
+    peft tries to compile it on first use (about 20 s on a CPU-only machine before failing, minutes on a
+    GPU machine); `False` makes peft's `get_fbd_cuda` report it absent at once, so the plain torch path
+    is used everywhere and runs are alike on every machine.
+    """
+    if peft.tuners.boft.layer._FBD_CUDA is None:
+        peft.tuners.boft.layer._FBD_CUDA = False
+
+
+@register
+class Boft(Strategy):
+    name = "boft"
+    family = "reparameterised"
+    description = (
+        "peft BOFT (one butterfly factor): orthogonal 4x4 blocks rotate qkv's input, output scales, head"
+    )
+    Options = BoftOptions
+    defaults = PEFT_DEFAULTS
+    source = f"block size 4 and one butterfly factor (peft's BOFTConfig defaults); {PEFT_SOURCE}"
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        for name, module in targeted_linears(model, self.options.targets):
+            if module.in_features % self.options.block_size:
+                raise ValueError(
+                    f"boft.block_size {self.options.block_size} must divide the input width "
+                    f"{module.in_features} of {name}"
+                )
+        skip_cuda_extension()
+        config = BOFTConfig(
+            boft_block_size=self.options.block_size,
+            boft_n_butterfly_factor=1,
+            target_modules=list(self.options.targets),
+        )
+        return inject(self.name, config, model, self.options.targets)

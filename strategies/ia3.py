@@ -1,0 +1,50 @@
+"""(IA)^3 (Liu et al. 2022, T-Few): learned vectors that rescale activations, via peft; new head trainable.
+
+The paper rescales keys, values and the feed-forward's intermediate activations. timm fuses q, k and v
+into one `qkv` projection, so here the whole qkv output is rescaled (queries too: 3 x width numbers per
+block, a departure from the paper), and `fc2`'s input, the feed-forward's hidden activations (4 x width
+numbers per block), as the paper. The vectors start at one, so the model starts at the backbone's function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from peft import IA3Config
+from torch import nn
+
+from strategies import register
+from strategies._peft import PEFT_DEFAULTS, PEFT_SOURCE, check_targets, inject
+from strategies.base import Strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class Ia3Options:
+    targets: tuple[str, ...] = ("qkv", "fc2")  # modules whose output (or, if feed-forward, input) is rescaled
+    feedforward: tuple[str, ...] = ("fc2",)  # targets rescaled at their input, as the paper's FFN scaling
+
+    def __post_init__(self) -> None:
+        check_targets("ia3.targets", self.targets)
+        if not set(self.feedforward) <= set(self.targets):
+            raise ValueError(
+                f"ia3.feedforward must be a subset of ia3.targets {list(self.targets)}; "
+                f"got {list(self.feedforward)}"
+            )
+
+
+@register
+class Ia3(Strategy):
+    name = "ia3"
+    family = "reparameterised"
+    description = (
+        "peft (IA)^3: learned rescaling of the qkv outputs and the MLP's hidden units, new head trainable"
+    )
+    Options = Ia3Options
+    defaults = PEFT_DEFAULTS
+    source = f"targets as in Liu et al. 2022 (keys, values, FFN), on timm's fused qkv; {PEFT_SOURCE}"
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        config = IA3Config(
+            target_modules=list(self.options.targets), feedforward_modules=list(self.options.feedforward)
+        )
+        return inject(self.name, config, model, self.options.targets)

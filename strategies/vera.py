@@ -1,0 +1,63 @@
+"""VeRA (Kopiczko et al. 2024): frozen random low-rank projections shared by all adapted layers, with two
+trainable scaling vectors per layer (d: r numbers, b: one per output), via peft; new head trainable.
+
+The shared projections are state of peft's tuner, so the adapter is built through `VeraModel` rather
+than `inject_adapter_in_model`; the tuner adapts the timm model in place and each adapted layer holds
+the shared projections as non-trainable buffers. b starts at zero, so the model starts at the backbone's
+function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from peft import VeraConfig, VeraModel
+from torch import nn
+
+from strategies import register
+from strategies._peft import (
+    PEFT_DEFAULTS,
+    PEFT_SOURCE,
+    attach_tuner,
+    check_at_least_one,
+    check_dropout,
+    check_positive,
+    check_targets,
+)
+from strategies.base import Strategy
+
+
+@dataclasses.dataclass(frozen=True)
+class VeraOptions:
+    r: int = 256  # rank of the shared random projections
+    d_initial: float = 0.1  # initial value of every entry of the d vector
+    dropout: float = 0.0  # dropout on the adapter's input
+    seed: int = 0  # seed of the shared random projections (peft's projection_prng_key)
+    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+
+    def __post_init__(self) -> None:
+        check_at_least_one("vera.r", self.r)
+        check_positive("vera.d_initial", self.d_initial)
+        check_dropout("vera.dropout", self.dropout)
+        check_targets("vera.targets", self.targets)
+
+
+@register
+class Vera(Strategy):
+    name = "vera"
+    family = "reparameterised"
+    description = "peft VeRA: shared frozen random projections, trainable scaling vectors on qkv, new head"
+    Options = VeraOptions
+    defaults = PEFT_DEFAULTS
+    source = f"r=256, d_initial=0.1: peft's VeraConfig defaults (after Kopiczko et al. 2024); {PEFT_SOURCE}"
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        config = VeraConfig(
+            r=self.options.r,
+            d_initial=self.options.d_initial,
+            vera_dropout=self.options.dropout,
+            projection_prng_key=self.options.seed,
+            save_projection=True,  # checkpoints carry the projections instead of regenerating them
+            target_modules=list(self.options.targets),
+        )
+        return attach_tuner(self.name, VeraModel, config, model, self.options.targets).model
