@@ -70,3 +70,16 @@ def split_features(vit: VisionTransformer) -> Split:
 def split_blocks(vit: VisionTransformer, n_frozen_blocks: int) -> Split:
     """Trunk: embeddings and the first `n_frozen_blocks` blocks; rest: everything after."""
     return Split(trunk=_Prefix(vit, n_frozen_blocks, pooled=False), rest=_Suffix(vit, n_frozen_blocks))
+
+
+def require_vit_blocks(model: nn.Module, strategy: str, parts: tuple[str, ...]) -> VisionTransformer:
+    """A timm VisionTransformer whose every block has the submodules `parts` (e.g. attn, mlp)."""
+    vit = require_vit(model, strategy)
+    for block in vit.blocks:
+        missing = [part for part in parts if not isinstance(getattr(block, part, None), nn.Module)]
+        if missing:
+            raise ValueError(
+                f"strategy '{strategy}' needs ViT blocks with {', '.join(parts)} submodules "
+                f"(timm's Block); {type(block).__name__} has no {', '.join(missing)}"
+            )
+    return vit

@@ -62,6 +62,15 @@ def expected_trainable(name: str) -> int:
         "lora": size["depth"] * 8 * (size["width"] + 3 * size["width"]) + size["head"],  # r=8 on qkv
         "vpt_shallow": 10 * size["width"] + size["head"],  # 10 prompt tokens before block 1
         "vpt_deep": size["depth"] * 10 * size["width"] + size["head"],  # 10 prompt tokens per block
+        # Biases per block: norm1 w, qkv 3w, proj w, norm2 w, fc1 4w, fc2 w = 11w; plus patch
+        # embedding and final norm, w each.
+        "bitfit": size["depth"] * 11 * size["width"] + 2 * size["width"] + size["head"],
+        "norm": size["depth"] * 2 * size["norm"] + size["norm"] + size["head"],  # two LayerNorms a block
+        # A scale and a shift per output channel of the same layers whose biases bitfit trains.
+        "ssf": 2 * (size["depth"] * 11 * size["width"] + 2 * size["width"]) + size["head"],
+        # Bottleneck 64: down w*64 + 64, up 64*w + w; one per block (adaptformer), two (adapter).
+        "adaptformer": size["depth"] * (2 * 64 * size["width"] + 64 + size["width"]) + size["head"],
+        "adapter": 2 * size["depth"] * (2 * 64 * size["width"] + 64 + size["width"]) + size["head"],
     }
     expected |= {name: size["depth"] * count + size["head"] for name, count in _peft_per_block(size).items()}
     return expected[name]  # a new strategy adds its expected count here

@@ -1,0 +1,35 @@
+"""Selective tuning: train a chosen subset of the backbone's own parameters, plus the head."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from strategies.base import freeze, unfreeze
+
+
+def train_selected(
+    model: nn.Module, selected: Callable[[str, nn.Module, nn.Parameter], bool], strategy: str, needs: str
+) -> nn.Module:
+    """Freeze `model`, then unfreeze every backbone parameter for which
+    `selected(name, owning module, parameter)` holds, and the whole head.
+
+    Raises ValueError naming `needs` when no backbone parameter is selected: the strategy would
+    then be a linear probe under another name.
+    """
+    freeze(model)
+    head = model.get_classifier()
+    head_params = {id(param) for param in head.parameters()}
+    chosen = 0
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) not in head_params and selected(name, module, param):
+                param.requires_grad_(True)
+                chosen += 1
+    if not chosen:
+        raise ValueError(
+            f"strategy '{strategy}' needs {needs} outside the head; {type(model).__name__} has none"
+        )
+    unfreeze(head)
+    return model

@@ -1,0 +1,63 @@
+"""Adapters (Houlsby et al. 2019): a residual bottleneck after each block's attention and after its MLP."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from strategies import register
+from strategies._bottleneck import Bottleneck, validate_bottleneck
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies.base import Strategy, freeze, unfreeze
+from strategies.vit import require_vit_blocks
+
+
+@dataclasses.dataclass(frozen=True)
+class AdapterOptions:
+    dim: int = (
+        64  # bottleneck width; one of the sizes the paper sweeps, {8, 64, 256} (Houlsby et al. 2019, GLUE)
+    )
+
+    def __post_init__(self) -> None:
+        validate_bottleneck("adapter", self.dim)
+
+
+class SequentialAdapter(nn.Module):
+    """`h + adapter(h)` with `h = layer(...)`: the adapter sits on the sub-layer's output, before the
+    block's residual connection (Houlsby et al. 2019, Fig. 2)."""
+
+    def __init__(self, layer: nn.Module, adapter: Bottleneck) -> None:
+        super().__init__()
+        self.layer, self.adapter = layer, adapter
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        hidden = self.layer(*args, **kwargs)
+        return hidden + self.adapter(hidden)
+
+
+@register
+class Adapter(Strategy):
+    name = "adapter"
+    family = "additive"
+    description = (
+        "Houlsby adapters (bottleneck, GELU, residual) after each block's attention and MLP; new head"
+    )
+    Options = AdapterOptions
+    defaults = PEFT_PROTOCOL
+    source = f"Houlsby et al. 2019; {PEFT_PROTOCOL_SOURCE}"
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Departures from the paper: the layer norms stay frozen (the paper trains them too), and the
+        up-projection starts at exactly zero instead of a small Gaussian, so the start is the backbone."""
+        vit = require_vit_blocks(model, self.name, ("attn", "mlp"))
+        freeze(vit)
+        for block in vit.blocks:
+            like = next(block.parameters())
+            for part in ("attn", "mlp"):
+                adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.GELU, like.device, like.dtype)
+                setattr(block, part, SequentialAdapter(getattr(block, part), adapter))
+        unfreeze(vit.get_classifier())
+        return vit

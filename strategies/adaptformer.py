@@ -1,0 +1,62 @@
+"""AdaptFormer (Chen et al. 2022): a scaled bottleneck beside each block's MLP."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from strategies import register
+from strategies._bottleneck import Bottleneck, validate_bottleneck
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies.base import Strategy, freeze, unfreeze
+from strategies.vit import require_vit_blocks
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptFormerOptions:
+    dim: int = 64  # bottleneck width (Chen et al. 2022, implementation details: 64)
+    scale: float = (
+        0.1  # fixed factor s on the adapter's output (Chen et al. 2022, implementation details: s = 0.1)
+    )
+
+    def __post_init__(self) -> None:
+        validate_bottleneck("adaptformer", self.dim)
+        if not math.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(f"adaptformer.scale must be a positive number, e.g. 0.1; got {self.scale!r}")
+
+
+class ParallelAdapter(nn.Module):
+    """`layer(x) + scale * adapter(x)`: the AdaptMLP beside the MLP, both fed the block's second
+    LayerNorm output (Chen et al. 2022, eq. 4-5)."""
+
+    def __init__(self, layer: nn.Module, adapter: Bottleneck, scale: float) -> None:
+        super().__init__()
+        self.layer, self.adapter, self.scale = layer, adapter, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x) + self.scale * self.adapter(x)
+
+
+@register
+class AdaptFormer(Strategy):
+    name = "adaptformer"
+    family = "additive"
+    description = "AdaptFormer: a bottleneck (ReLU) beside each block's MLP, output scaled by 0.1; new head"
+    Options = AdaptFormerOptions
+    defaults = PEFT_PROTOCOL
+    source = f"Chen et al. 2022 (AdaptFormer: dim 64, s=0.1); {PEFT_PROTOCOL_SOURCE}"
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Departures from the official code: no dropout inside the adapter (the code uses 0.1), and the
+        adapter reads the LayerNorm output as in the paper's equation rather than the raw residual."""
+        vit = require_vit_blocks(model, self.name, ("mlp",))
+        freeze(vit)
+        for block in vit.blocks:
+            like = next(block.parameters())
+            adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.ReLU, like.device, like.dtype)
+            block.mlp = ParallelAdapter(block.mlp, adapter, self.options.scale)
+        unfreeze(vit.get_classifier())
+        return vit
