@@ -9,27 +9,12 @@ second copy of it and count the head twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from peft import PeftConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
 from strategies.base import freeze, unfreeze
-
-# Training recipe of the VTAB-1k PEFT protocol (Zhang et al. 2022, NOAH: AdamW, lr 1e-3, weight decay
-# 1e-4), with this benchmark's common epochs, batch, warm-up, clipping and augmentation.
-PEFT_DEFAULTS: dict[str, Any] = {
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "epochs": 10,
-    "batch_size": 128,
-    "warmup_epochs": 1.0,
-    "clip_grad_norm": 1.0,
-    "augment": True,
-}
-PEFT_SOURCE = "AdamW lr 1e-3, weight decay 1e-4 as in the VTAB-1k PEFT protocol (Zhang et al. 2022, NOAH)"
 
 ADAPTER = "default"  # peft's adapter name; one adapter per model here
 

@@ -20,14 +20,13 @@ from torch import nn
 from strategies import register
 from strategies._peft import (
     ADAPTER,
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     attach_tuner,
     check_at_least_one,
     check_dropout,
     check_positive,
     check_targets,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -79,11 +78,11 @@ class Adalora(Strategy):
     family = "reparameterised"
     description = "peft AdaLoRA on qkv: SVD-form LoRA pruned from rank 12 to 8 on average, new head trainable"
     Options = AdaloraOptions
-    defaults = PEFT_DEFAULTS
+    defaults = PEFT_PROTOCOL
     source = (
         "init_r 12, target_r 8, beta1 = beta2 = 0.85, orthogonality weight 0.5, re-allocation every step "
         "(peft's AdaLoraConfig defaults, after Zhang et al. 2023); warm-up 10% and final 20% of the steps "
-        f"(the proportions of peft's AdaLoraConfig example); {PEFT_SOURCE}"
+        f"(the proportions of peft's AdaLoraConfig example); {PEFT_PROTOCOL_SOURCE}"
     )
 
     def __init__(self, options: AdaloraOptions | None = None) -> None:

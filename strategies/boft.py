@@ -19,7 +19,8 @@ from peft import BOFTConfig
 from torch import nn
 
 from strategies import register
-from strategies._peft import PEFT_DEFAULTS, PEFT_SOURCE, check_targets, inject, targeted_linears
+from strategies._peft import check_targets, inject, targeted_linears
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -54,8 +55,8 @@ class Boft(Strategy):
         "peft BOFT (one butterfly factor): orthogonal 4x4 blocks rotate qkv's input, output scales, head"
     )
     Options = BoftOptions
-    defaults = PEFT_DEFAULTS
-    source = f"block size 4 and one butterfly factor (peft's BOFTConfig defaults); {PEFT_SOURCE}"
+    defaults = PEFT_PROTOCOL
+    source = f"block size 4 and one butterfly factor (peft's BOFTConfig defaults); {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         for name, module in targeted_linears(model, self.options.targets):

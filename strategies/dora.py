@@ -13,14 +13,13 @@ from torch import nn
 
 from strategies import register
 from strategies._peft import (
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     check_at_least_one,
     check_dropout,
     check_positive,
     check_targets,
     inject,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -44,9 +43,10 @@ class Dora(Strategy):
     family = "reparameterised"
     description = "peft DoRA (LoRA direction + trainable magnitude per output) on qkv, new head trainable"
     Options = DoraOptions
-    defaults = PEFT_DEFAULTS
+    defaults = PEFT_PROTOCOL
     source = (
-        f"r=8, alpha=16 as the lora strategy (Hu et al. 2021), DoRA adding only the magnitude; {PEFT_SOURCE}"
+        "r=8, alpha=16 as the lora strategy (Hu et al. 2021), DoRA (Liu et al. 2024) adding only the "
+        f"magnitude; {PEFT_PROTOCOL_SOURCE}"
     )
 
     def prepare(self, model: nn.Module) -> nn.Module:

@@ -18,14 +18,13 @@ from torch import nn
 
 from strategies import register
 from strategies._peft import (
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     check_at_least_one,
     check_positive,
     check_targets,
     inject,
     targeted_linears,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -50,10 +49,10 @@ class Fourierft(Strategy):
         "peft FourierFT: 3000 trainable Fourier coefficients per qkv weight update, new head trainable"
     )
     Options = FourierftOptions
-    defaults = PEFT_DEFAULTS
+    defaults = PEFT_PROTOCOL
     source = (
         "n_frequency 3000 and scaling 300 for ViT image classification (Gao et al. 2024, as peft's "
-        f"FourierFTConfig documents); {PEFT_SOURCE}"
+        f"FourierFTConfig documents); {PEFT_PROTOCOL_SOURCE}"
     )
 
     def prepare(self, model: nn.Module) -> nn.Module:

@@ -14,7 +14,8 @@ from peft import IA3Config
 from torch import nn
 
 from strategies import register
-from strategies._peft import PEFT_DEFAULTS, PEFT_SOURCE, check_targets, inject
+from strategies._peft import check_targets, inject
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -40,8 +41,8 @@ class Ia3(Strategy):
         "peft (IA)^3: learned rescaling of the qkv outputs and the MLP's hidden units, new head trainable"
     )
     Options = Ia3Options
-    defaults = PEFT_DEFAULTS
-    source = f"targets as in Liu et al. 2022 (keys, values, FFN), on timm's fused qkv; {PEFT_SOURCE}"
+    defaults = PEFT_PROTOCOL
+    source = f"targets as in Liu et al. 2022 (keys, values, FFN), on timm's fused qkv; {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         config = IA3Config(

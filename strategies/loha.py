@@ -13,13 +13,12 @@ from torch import nn
 
 from strategies import register
 from strategies._peft import (
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     check_at_least_one,
     check_positive,
     check_targets,
     inject,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -41,8 +40,8 @@ class Loha(Strategy):
     family = "reparameterised"
     description = "peft LoHa (Hadamard product of two low-rank updates) on qkv, new head trainable"
     Options = LohaOptions
-    defaults = PEFT_DEFAULTS
-    source = f"r=8, alpha=16 as LoRA (Hu et al. 2021), for a like-for-like rank; {PEFT_SOURCE}"
+    defaults = PEFT_PROTOCOL
+    source = f"r=8, alpha=16 as LoRA (Hu et al. 2021), for a like-for-like rank; {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         config = LoHaConfig(

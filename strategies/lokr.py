@@ -15,13 +15,12 @@ from torch import nn
 
 from strategies import register
 from strategies._peft import (
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     check_at_least_one,
     check_positive,
     check_targets,
     inject,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -43,8 +42,8 @@ class Lokr(Strategy):
     family = "reparameterised"
     description = "peft LoKr (Kronecker product of a small and a low-rank factor) on qkv, new head trainable"
     Options = LokrOptions
-    defaults = PEFT_DEFAULTS
-    source = f"r=8, alpha=16 as LoRA (Hu et al. 2021), for a like-for-like rank; {PEFT_SOURCE}"
+    defaults = PEFT_PROTOCOL
+    source = f"r=8, alpha=16 as LoRA (Hu et al. 2021), for a like-for-like rank; {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         config = LoKrConfig(

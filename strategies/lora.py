@@ -9,14 +9,13 @@ from torch import nn
 
 from strategies import register
 from strategies._peft import (
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     check_at_least_one,
     check_dropout,
     check_positive,
     check_targets,
     inject,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -40,8 +39,8 @@ class Lora(Strategy):
     family = "reparameterised"
     description = "peft LoRA on the attention projections (fused qkv), frozen backbone, new head trainable"
     Options = LoraOptions
-    defaults = PEFT_DEFAULTS
-    source = f"r=8, alpha=16 as in Hu et al. 2021; {PEFT_SOURCE}"
+    defaults = PEFT_PROTOCOL
+    source = f"r=8, alpha=16 as in Hu et al. 2021; {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         config = LoraConfig(

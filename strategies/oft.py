@@ -19,13 +19,12 @@ from torch import nn
 
 from strategies import register
 from strategies._peft import (
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     check_at_least_one,
     check_targets,
     inject,
     targeted_linears,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -57,8 +56,8 @@ class Oft(Strategy):
         "peft OFT: block-diagonal orthogonal rotation (blocks of 32) of qkv's input, new head trainable"
     )
     Options = OftOptions
-    defaults = PEFT_DEFAULTS
-    source = f"block size 32 (peft's default, OFTv2, Qiu et al. 2025); {PEFT_SOURCE}"
+    defaults = PEFT_PROTOCOL
+    source = f"block size 32 (peft's default, OFTv2, Qiu et al. 2025); {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         check_block_size(self.name, model, self.options.targets, self.options.block_size)

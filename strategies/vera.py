@@ -16,14 +16,13 @@ from torch import nn
 
 from strategies import register
 from strategies._peft import (
-    PEFT_DEFAULTS,
-    PEFT_SOURCE,
     attach_tuner,
     check_at_least_one,
     check_dropout,
     check_positive,
     check_targets,
 )
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
 
@@ -48,8 +47,8 @@ class Vera(Strategy):
     family = "reparameterised"
     description = "peft VeRA: shared frozen random projections, trainable scaling vectors on qkv, new head"
     Options = VeraOptions
-    defaults = PEFT_DEFAULTS
-    source = f"r=256, d_initial=0.1: peft's VeraConfig defaults (after Kopiczko et al. 2024); {PEFT_SOURCE}"
+    defaults = PEFT_PROTOCOL
+    source = f"r=256, d_initial=0.1: peft's VeraConfig defaults (after Kopiczko et al. 2024); {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
         config = VeraConfig(
