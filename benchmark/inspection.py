@@ -96,17 +96,22 @@ def rollout_from_attention(attentions: Sequence[torch.Tensor], num_prefix_tokens
     return (from_class / from_class.sum(dim=-1, keepdim=True)).float()
 
 
-def attention_rollout(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Attention rollout from the class token for each image: (B, grid_h, grid_w), non-negative, each
-    map summing to 1 over the patch positions. The model's output and settings are left unchanged."""
+def attention_rollout(model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Attention rollout from the class token for each image: (B, grid_h, grid_w) on the CPU,
+    non-negative, each map summing to 1 over the patch positions. Runs on the model's device in batches
+    of `batch_size` (every block's attention is held at once: for ViT-B/16 at 224 px, 22 MB per image).
+    The model's output, mode and settings are left as they were."""
     vit = _require_vit(model, "attention rollout")
     if vit.cls_token is None:
         raise ValueError("attention rollout from the class token needs a model with a class token")
     grid_h, grid_w = vit.patch_embed.dynamic_feat_size(tuple(images.shape[-2:]))
-    with _evaluating(vit), _captured_attention(vit) as attentions:
-        vit(images)
-    maps = rollout_from_attention(attentions, vit.num_prefix_tokens)
-    return maps.reshape(len(images), grid_h, grid_w).cpu()
+    device = next(vit.parameters()).device
+    maps = []
+    for batch in images.split(batch_size):
+        with _evaluating(vit), _captured_attention(vit) as attentions:
+            vit(batch.to(device))
+        maps.append(rollout_from_attention(attentions, vit.num_prefix_tokens).cpu())
+    return torch.cat(maps).reshape(len(images), grid_h, grid_w)
 
 
 # --- embeddings --------------------------------------------------------------------------------------
@@ -346,7 +351,7 @@ def _vit_figures(
     makers = {
         "attention_rollout.png": lambda: _rollout_figure(
             pixels[:ROLLOUT_IMAGES],
-            attention_rollout(model, images[:ROLLOUT_IMAGES].to(next(model.parameters()).device)),
+            attention_rollout(model, images[:ROLLOUT_IMAGES]),
             titles[:ROLLOUT_IMAGES],
             wrong[:ROLLOUT_IMAGES],
         ),

@@ -52,6 +52,7 @@ def test_rollout_is_a_distribution_over_the_patch_grid_and_leaves_the_model_as_i
     assert maps.shape == (3, GRID, GRID)
     assert (maps >= 0).all()
     torch.testing.assert_close(maps.sum(dim=(1, 2)), torch.ones(3))
+    torch.testing.assert_close(attention_rollout(vit, batch, batch_size=2), maps)  # batches: same maps
     assert vit.training and [block.attn.fused_attn for block in vit.blocks] == fused
     assert all(not block.attn.attn_drop._forward_hooks for block in vit.blocks)
     vit.eval()
