@@ -1,0 +1,414 @@
+"""A look inside a trained model: attention rollout, position-embedding similarity, patch-embedding
+filters (ViT paper, Dosovitskiy et al. 2021, Fig. 7), sample predictions, and top-k class probabilities.
+
+Everything works on a plain model and tensors. Images are the model's input (normalised with the
+model's `mean` and `std`); the figures undo the normalisation for display."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+ROLLOUT_IMAGES = 8  # images in attention_rollout.png
+FILTER_COMPONENTS = 28  # principal components in patch_filters.png, as in the ViT paper's Fig. 7 (left)
+SAMPLE_IMAGES = 24  # images in sample_predictions.png
+WRONG = "#c0392b"  # red: a wrong prediction
+DPI = 130  # as the report's figures (benchmark/plots.py)
+
+
+class Inspection(NamedTuple):
+    paths: list[Path]  # the PNG files written
+    notes: list[str]  # one line per figure that does not apply to this model, saying why
+
+
+def _require_vit(model: nn.Module, what: str) -> VisionTransformer:
+    if not isinstance(model, VisionTransformer):
+        raise ValueError(f"{what} needs a timm VisionTransformer; got {type(model).__name__}")
+    return model
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) and no gradients for the duration; the training flag is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+# --- attention rollout -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _captured_attention(vit: VisionTransformer) -> Iterator[list[torch.Tensor]]:
+    """Collects each block's attention probabilities (B, heads, N, N) during a forward pass.
+
+    timm's fused path (scaled_dot_product_attention) never materialises the probabilities, so the
+    explicit path is switched on for the duration; it computes the same output. The probabilities are
+    the input of `attn.attn_drop` (after softmax, before dropout). Restored on exit, also on errors."""
+    modules = [getattr(block, "attn", None) for block in vit.blocks]
+    if not all(hasattr(attn, "fused_attn") and isinstance(attn.attn_drop, nn.Module) for attn in modules):
+        raise ValueError(
+            "attention rollout needs timm Attention modules (block.attn with fused_attn and attn_drop)"
+        )
+    captured: list[torch.Tensor] = []
+    saved = [attn.fused_attn for attn in modules]
+    handles = []
+    try:
+        for attn in modules:
+            attn.fused_attn = False
+            handles.append(
+                attn.attn_drop.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
+            )
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+        for attn, fused in zip(modules, saved, strict=True):
+            attn.fused_attn = fused
+
+
+def rollout_from_attention(attentions: Sequence[torch.Tensor], num_prefix_tokens: int) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020, eq. in sec. 3) of per-block attention probabilities
+    (B, heads, N, N), first block first: per block the mean over heads plus the identity (the residual
+    connection), rows renormalised; multiplied through the blocks. Returns the class token's row over
+    the patch tokens (B, N - num_prefix_tokens), renormalised to sum to 1 over the patches."""
+    tokens = attentions[0].shape[-1]
+    identity = torch.eye(tokens, dtype=torch.float64, device=attentions[0].device)
+    joint = identity
+    for attention in attentions:
+        mixed = attention.double().mean(dim=1) + identity
+        joint = (mixed / mixed.sum(dim=-1, keepdim=True)) @ joint  # later blocks act on earlier mixing
+    from_class = joint[:, 0, num_prefix_tokens:]  # timm puts the class token first, then register tokens
+    return (from_class / from_class.sum(dim=-1, keepdim=True)).float()
+
+
+def attention_rollout(model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Attention rollout from the class token for each image: (B, grid_h, grid_w) on the CPU,
+    non-negative, each map summing to 1 over the patch positions. Runs on the model's device in batches
+    of `batch_size` (every block's attention is held at once: for ViT-B/16 at 224 px, 22 MB per image).
+    The model's output, mode and settings are left as they were."""
+    vit = _require_vit(model, "attention rollout")
+    if vit.cls_token is None:
+        raise ValueError("attention rollout from the class token needs a model with a class token")
+    grid_h, grid_w = vit.patch_embed.dynamic_feat_size(tuple(images.shape[-2:]))
+    device = next(vit.parameters()).device
+    maps = []
+    for batch in images.split(batch_size):
+        with _evaluating(vit), _captured_attention(vit) as attentions:
+            vit(batch.to(device))
+        maps.append(rollout_from_attention(attentions, vit.num_prefix_tokens).cpu())
+    return torch.cat(maps).reshape(len(images), grid_h, grid_w)
+
+
+# --- embeddings --------------------------------------------------------------------------------------
+
+
+def position_similarity(model: nn.Module) -> torch.Tensor:
+    """Cosine similarity (P, P) between the learned position embeddings of the P patch positions
+    (row-major over the patch grid; class and register token positions excluded)."""
+    vit = _require_vit(model, "position-embedding similarity")
+    if vit.pos_embed is None:
+        raise ValueError(
+            "position-embedding similarity needs learned absolute position embeddings (pos_embed)"
+        )
+    first = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    unit = F.normalize(vit.pos_embed.detach()[0, first:].double(), dim=-1)
+    return (unit @ unit.T).float().cpu()  # float64 first, so the diagonal rounds to exactly 1
+
+
+def patch_filter_components(model: nn.Module, k: int = FILTER_COMPONENTS) -> torch.Tensor:
+    """The first k principal components (k, channels, patch_h, patch_w) of the patch-embedding filters
+    (ViT paper, Fig. 7 left), each min-max scaled to [0, 1] for display as an image tile.
+
+    The samples are the embed_dim filters of the patch projection, each flattened to channels*ph*pw
+    values and centred; the components are the right singular vectors of that matrix in order of
+    singular value. k is capped at min(embed_dim - 1, channels*ph*pw): beyond that the centred matrix
+    has no more directions. Each component's sign is fixed so that its largest-magnitude entry is
+    positive (scikit-learn's convention; the sign of a principal component is otherwise arbitrary)."""
+    if k < 1:
+        raise ValueError(f"k (principal components) must be at least 1; got {k}")
+    proj = getattr(_require_vit(model, "patch-filter components").patch_embed, "proj", None)
+    if not isinstance(proj, nn.Conv2d):
+        raise ValueError("patch-filter components need a convolutional patch embedding (patch_embed.proj)")
+    weights = proj.weight.detach().double().cpu()  # (embed_dim, channels, ph, pw)
+    flat = weights.flatten(start_dim=1)
+    _, _, components = torch.linalg.svd(flat - flat.mean(dim=0), full_matrices=False)
+    components = components[: min(k, flat.shape[0] - 1, flat.shape[1])]
+    largest = components.abs().argmax(dim=1, keepdim=True)
+    components = components * components.gather(1, largest).sign()
+    low = components.min(dim=1, keepdim=True).values
+    high = components.max(dim=1, keepdim=True).values
+    scaled = (components - low) / (high - low).clamp(min=1e-12)
+    return scaled.reshape(len(scaled), *weights.shape[1:]).float()
+
+
+# --- predictions -------------------------------------------------------------------------------------
+
+
+def class_probabilities(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Softmax of the model's logits (B, classes), in eval mode on the model's device; on the CPU."""
+    device = next(model.parameters()).device
+    with _evaluating(model):
+        batches = [model(batch.to(device)).float().softmax(dim=1).cpu() for batch in images.split(batch_size)]
+    return torch.cat(batches)
+
+
+def top_k(logits: torch.Tensor, class_names: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+    """The k most probable classes of each row of logits (B, classes), as (class name, softmax
+    probability), most probable first; k is capped at the number of classes."""
+    if logits.dim() != 2 or logits.shape[1] != len(class_names):
+        raise ValueError(
+            f"logits must be (images, {len(class_names)} classes) to match class_names; "
+            f"got shape {tuple(logits.shape)}"
+        )
+    if k < 1:
+        raise ValueError(f"k must be at least 1; got {k}")
+    values, indices = logits.float().softmax(dim=1).topk(min(k, len(class_names)), dim=1)
+    return [
+        [(class_names[index], float(value)) for value, index in zip(row_values, row_indices, strict=True)]
+        for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
+
+
+def sample_for_display(probabilities: torch.Tensor, labels: torch.Tensor, count: int) -> list[int]:
+    """Indices of `count` examples to show: mistakes first, most confident first, then right
+    predictions in their given order. Mistakes fill half the slots, so that right ones show too,
+    or more when there are too few right ones to fill the rest."""
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = (predicted != labels).nonzero().flatten()
+    wrong = wrong[confidence[wrong].argsort(descending=True, stable=True)].tolist()
+    right = (predicted == labels).nonzero().flatten().tolist()
+    first = wrong[: max(count // 2, count - len(right))]
+    return first + right[: count - len(first)]
+
+
+# --- figures -----------------------------------------------------------------------------------------
+
+
+def _pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Model inputs (B, C, H, W) back to displayable pixels (B, H, W, C) in [0, 1]; C = 1 is squeezed."""
+    shape = (1, -1, 1, 1)
+    pixels = images.detach().float().cpu() * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
+    pixels = pixels.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _label_lines(true: str, predicted: str, confidence: float | None = None) -> str:
+    suffix = f" ({confidence:.0%})" if confidence is not None else ""
+    return f"true: {true}\npred: {predicted}{suffix}"
+
+
+def _rollout_figure(pixels: np.ndarray, maps: torch.Tensor, titles: list[str], wrong: list[bool]) -> Figure:
+    count = len(pixels)
+    fig = Figure(figsize=(1.7 * count + 1.2, 4.4), layout="constrained")
+    axes = fig.subplots(2, count, squeeze=False)
+    height, width = pixels.shape[1:3]
+    for column in range(count):
+        top, bottom = axes[0, column], axes[1, column]
+        top.imshow(pixels[column], cmap="gray", vmin=0, vmax=1)
+        top.set_title(titles[column], fontsize=8, color=WRONG if wrong[column] else "black")
+        bottom.imshow(pixels[column], cmap="gray", vmin=0, vmax=1)
+        # Each map relative to its own maximum, so the pattern shows even where attention is spread out.
+        heat = bottom.imshow(
+            (maps[column] / maps[column].max()).numpy(),
+            cmap="inferno",
+            vmin=0,
+            vmax=1,
+            alpha=0.65,
+            interpolation="nearest",  # one cell per patch, as the model sees the image
+            extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+        )
+        _bare(top)
+        _bare(bottom)
+    axes[0, 0].set_ylabel("test image")
+    axes[1, 0].set_ylabel("rollout overlay")
+    fig.colorbar(heat, ax=axes[1, :].tolist(), shrink=0.9, label="attention / image's maximum")
+    fig.suptitle("Attention rollout from the class token through all blocks (Abnar & Zuidema 2020)")
+    return fig
+
+
+def _grid_ticks(ax, size: int, spacing: int, axis: str) -> None:
+    """Tick at the centre of every tile (every few when there are many), labelled from 1."""
+    step = math.ceil(size / 16)
+    positions = [index * spacing + (size - 1) / 2 for index in range(0, size, step)]
+    labels = [str(index + 1) for index in range(0, size, step)]
+    if axis == "x":
+        ax.set_xticks(positions, labels, fontsize=8)
+    else:
+        ax.set_yticks(positions, labels, fontsize=8)
+
+
+def _position_figure(similarity: torch.Tensor, grid: tuple[int, int]) -> Figure:
+    """ViT paper, Fig. 7 (centre): tile (r, c) is the similarity of position (r, c) to all positions."""
+    rows, columns = grid
+    maps = similarity.reshape(rows, columns, rows, columns).numpy()
+    # All tiles in one image with a one-pixel blank gap, far faster than one axes per position.
+    mosaic = np.full((rows * (rows + 1) - 1, columns * (columns + 1) - 1), np.nan)
+    for row in range(rows):
+        for column in range(columns):
+            top, left = row * (rows + 1), column * (columns + 1)
+            mosaic[top : top + rows, left : left + columns] = maps[row, column]
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(mosaic, cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+    _grid_ticks(ax, columns, columns + 1, "x")
+    _grid_ticks(ax, rows, rows + 1, "y")
+    ax.set_xlabel("input patch column")
+    ax.set_ylabel("input patch row")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity")
+    ax.set_title(
+        "Position embedding similarity (ViT paper, Fig. 7 centre)\n"
+        "each tile: one position's embedding vs. every position's",
+        fontsize=11,
+    )
+    return fig
+
+
+def _filters_figure(components: torch.Tensor) -> Figure:
+    count, channels = components.shape[:2]
+    if channels not in (1, 3):
+        raise ValueError(
+            f"patch filters can be shown as RGB or grey tiles only; the model has {channels} channels"
+        )
+    columns = min(count, 7)  # 4 rows of 7 for 28 components, as in the paper
+    rows = math.ceil(count / columns)
+    fig = Figure(figsize=(1.25 * columns, 1.35 * rows + 0.8), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        _bare(ax)
+        if index >= count:
+            ax.axis("off")
+            continue
+        tile = components[index].permute(1, 2, 0).numpy()
+        ax.imshow(
+            tile[..., 0] if channels == 1 else tile, cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+        )
+        ax.set_title(f"PC {index + 1}", fontsize=8)
+    fig.suptitle(
+        f"Patch-embedding filters: first {count} principal components (ViT paper, Fig. 7 left)\n"
+        "each scaled to [0, 1]; sign arbitrary",
+        fontsize=10,
+    )
+    return fig
+
+
+def _predictions_figure(
+    pixels: np.ndarray, titles: list[str], wrong: list[bool], wrong_count: int, total: int
+) -> Figure:
+    count = len(pixels)
+    columns = min(count, 6)
+    rows = math.ceil(count / columns)
+    fig = Figure(figsize=(1.9 * columns, 2.15 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        _bare(ax)
+        if index >= count:
+            ax.axis("off")
+            continue
+        ax.imshow(pixels[index], cmap="gray", vmin=0, vmax=1)
+        colour = WRONG if wrong[index] else "black"
+        ax.set_title(titles[index], fontsize=8, color=colour)
+        for spine in ax.spines.values():  # a red frame marks a mistake
+            spine.set(color=colour, linewidth=3 if wrong[index] else 0.5)
+    fig.suptitle(
+        f"Test predictions: {wrong_count} of {total} wrong (red); "
+        f"{count} shown, most confident mistakes first",
+        fontsize=10,
+    )
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _vit_figures(
+    model: nn.Module, images: torch.Tensor, titles: list[str], wrong: list[bool], pixels: np.ndarray
+) -> dict[str, Figure | str]:
+    """Each ViT figure by file name, or the one-line reason it does not apply to this model."""
+    makers = {
+        "attention_rollout.png": lambda: _rollout_figure(
+            pixels[:ROLLOUT_IMAGES],
+            attention_rollout(model, images[:ROLLOUT_IMAGES]),
+            titles[:ROLLOUT_IMAGES],
+            wrong[:ROLLOUT_IMAGES],
+        ),
+        "position_similarity.png": lambda: _position_figure(
+            position_similarity(model), tuple(model.patch_embed.grid_size)
+        ),
+        "patch_filters.png": lambda: _filters_figure(patch_filter_components(model)),
+    }
+    figures: dict[str, Figure | str] = {}
+    for name, make in makers.items():
+        try:
+            figures[name] = make()
+        except ValueError as error:  # the figure does not apply to this model; say why
+            figures[name] = f"{name} not drawn: {error}"
+    return figures
+
+
+def write_inspection(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    probabilities: torch.Tensor | None,
+    class_names: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    out_dir: Path,
+    prefix: str = "",
+) -> Inspection:
+    """Writes `{prefix}attention_rollout.png`, `{prefix}position_similarity.png`, `{prefix}patch_filters.png`
+    and `{prefix}sample_predictions.png` into out_dir (created if missing).
+
+    images: test images as the model's input (B, C, H, W), normalised with mean and std; labels: (B,)
+    true class indices; probabilities: (B, classes), or None to compute them with the model. The first
+    8 images get rollout maps; sample predictions show up to 24, mistakes first. A model that is not a
+    timm VisionTransformer gets only sample_predictions.png, and a note per figure it does not get."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = labels.cpu()
+    probabilities = class_probabilities(model, images) if probabilities is None else probabilities.cpu()
+    confidence, predicted = probabilities.max(dim=1)
+    titles = [
+        _label_lines(class_names[true], class_names[guess], float(sure))
+        for true, guess, sure in zip(labels.tolist(), predicted.tolist(), confidence, strict=True)
+    ]
+    wrong = (predicted != labels).tolist()
+    pixels = _pixels(images, mean, std)
+    if isinstance(model, VisionTransformer):
+        figures = _vit_figures(model, images, titles, wrong, pixels)
+    else:
+        reason = f"needs a timm VisionTransformer; got {type(model).__name__}"
+        names = ("attention_rollout.png", "position_similarity.png", "patch_filters.png")
+        figures = {name: f"{name} not drawn: {reason}" for name in names}
+    order = sample_for_display(probabilities, labels, SAMPLE_IMAGES)
+    figures["sample_predictions.png"] = _predictions_figure(
+        pixels[order], [titles[i] for i in order], [wrong[i] for i in order], sum(wrong), len(labels)
+    )
+    paths = [
+        _save(fig, out_dir / f"{prefix}{name}") for name, fig in figures.items() if isinstance(fig, Figure)
+    ]
+    return Inspection(paths, [note for note in figures.values() if isinstance(note, str)])
