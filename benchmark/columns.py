@@ -127,6 +127,12 @@ RUNS = [
         "fraction",
         "higher",
     ),
+    _c(
+        "test_top1_last_epoch",
+        "float",
+        "test accuracy of the last epoch's model, for comparison only",
+        "fraction",
+    ),
     _c("test_top5", "float", "test top-5 accuracy (k = min(5, classes)), same model", "fraction", "higher"),
     _c("test_loss", "float", "mean test cross-entropy, same model", "nats", "lower"),
     _c(

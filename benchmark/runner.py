@@ -118,12 +118,18 @@ def run(
             on_epoch(record)
 
     with watches.eval:  # the run's model is the validation-selected one: every test number is of it
-        prepared.model.load_state_dict(progress.best_state, strict=False)
         prepared.trainable.eval()
-        test = evaluate(prepared.trainable, inputs, "test", num_classes, dist)
+        last = evaluate(prepared.trainable, inputs, "test", num_classes, dist)  # reported apart
+        prepared.model.load_state_dict(progress.best_state, strict=False)
+        test = (
+            last
+            if progress.best_epoch == progress.epoch
+            else evaluate(prepared.trainable, inputs, "test", num_classes, dist)
+        )
     trained_images = train.epochs * steps * _images_per_step(train.batch_size, len(splits.train), dist)
     row = (
         _outcome_columns(test, progress)
+        | {"test_top1_last_epoch": last.top1}
         | _cost_columns(prepared, watches, memory, trained_images)
         | {"trunk_cached": cached, "compiled": compile_model, "img_size": backbone.img_size}
     )

@@ -124,6 +124,10 @@ def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
         assert pq.read_schema(path).remove_metadata() == SCHEMAS["runs"]
     for _, run in runs.iterrows():  # exact counts, the head counted once
         assert run["trainable_params"] == expected_trainable(run["strategy"]), run["strategy"]
+    # The last epoch's accuracy is kept apart; it is the selected model's when the last epoch was the best.
+    assert runs["test_top1_last_epoch"].notna().all()
+    last_is_best = runs["best_val_epoch"] == runs["epochs_completed"]
+    assert (runs.loc[last_is_best, "test_top1_last_epoch"] == runs.loc[last_is_best, "test_top1"]).all()
     full = runs[runs["strategy"] == "full"].iloc[0]
     assert full["trainable_params"] == full["total_params"]
     assert set(runs.loc[runs["strategy"] == "linear", "trunk_cached"]) == {True}
