@@ -43,11 +43,20 @@ def check_model_name(name: str) -> None:
 
 
 def check_weights_file(path: str) -> Path:
+    """The weights file of --weights PATH: the file itself, or the one save_pretrained wrote in a folder."""
     file = Path(path)
+    if file.is_dir():
+        inside = [file / name for name in hf_weights.WEIGHT_FILES if (file / name).is_file()]
+        if not inside:
+            raise UsageError(
+                f"weights folder {file} has none of {', '.join(hf_weights.WEIGHT_FILES)} "
+                "(a folder must be one written by save_pretrained)"
+            )
+        return inside[0]
     if not file.is_file():
         raise UsageError(
-            f"weights file {file} does not exist; --weights takes 'hub' or a file ending in "
-            f"{', '.join(WEIGHT_SUFFIXES)}"
+            f"weights file {file} does not exist; --weights takes 'hub', 'hf:OWNER/NAME', a file ending "
+            f"in {', '.join(WEIGHT_SUFFIXES)} or a folder written by save_pretrained"
         )
     if file.suffix not in WEIGHT_SUFFIXES:
         raise UsageError(
@@ -82,19 +91,6 @@ def create_skeleton(
         return _create(name, num_classes, img_size, model_args, pretrained=False)
 
 
-def resolve_weights_file(path: Path) -> Path:
-    """The weights file itself: `path`, or the file `save_pretrained` wrote inside a folder."""
-    if path.is_dir():
-        inside = [path / name for name in hf_weights.WEIGHT_FILES if (path / name).is_file()]
-        if not inside:
-            raise UsageError(
-                f"weights folder {path} has none of {', '.join(hf_weights.WEIGHT_FILES)} "
-                "(a folder must be one written by save_pretrained)"
-            )
-        return inside[0]
-    return check_weights_file(str(path))
-
-
 def weights_fingerprint(weights: str) -> str:
     """What identifies the weights, for the config hash: "" for hub/none, the file's sha256 for a
     local file or folder, the repo id (and @revision) for hf:. Bad input is a UsageError, before any run."""
@@ -103,7 +99,7 @@ def weights_fingerprint(weights: str) -> str:
     if weights.startswith("hf:"):
         repo, revision = hf_weights.parse_hub_spec(weights)
         return f"hf:{repo}" + (f"@{revision}" if revision else "")
-    return file_sha256(resolve_weights_file(Path(weights)))
+    return file_sha256(check_weights_file(weights))
 
 
 def _read_state(file: Path) -> dict[str, torch.Tensor]:
@@ -139,6 +135,12 @@ def _resample_pos_embed(value: torch.Tensor, model: nn.Module, source: str) -> t
     return resampled, f"resampled {old}x{old} -> {new[0]}x{new[1]} ({POS_EMBED_INTERPOLATION})"
 
 
+def _misfit(source: str, model: nn.Module, detail: str) -> UsageError:
+    return UsageError(
+        f"weights {source} are for another architecture than this {type(model).__name__}: {detail}"
+    )
+
+
 def fit_state(
     state: dict[str, torch.Tensor], model: nn.Module, source: str
 ) -> tuple[dict[str, torch.Tensor], str]:
@@ -155,21 +157,19 @@ def fit_state(
         if key.startswith(classifier):
             continue
         if key not in own:
-            raise UsageError(f"{source} does not fit {type(model).__name__}: it has no tensor '{key}'")
+            raise _misfit(source, model, f"the model has no tensor '{key}'")
         if key == "pos_embed" and value.shape != own[key].shape and value.shape[-1] == own[key].shape[-1]:
             value, pos_embed = _resample_pos_embed(value, model, source)
         if value.shape != own[key].shape:
-            raise UsageError(
-                f"{source} does not fit {type(model).__name__}: '{key}' is {tuple(value.shape)} in the "
-                f"file and {tuple(own[key].shape)} in the model"
+            raise _misfit(
+                source,
+                model,
+                f"'{key}' is {tuple(value.shape)} in the file, {tuple(own[key].shape)} in the model",
             )
         fitted[key] = value
     missing = [key for key in own if key not in fitted and not key.startswith(classifier)]
     if missing:
-        raise UsageError(
-            f"{source} does not fit {type(model).__name__}: it lacks '{missing[0]}' "
-            f"({len(missing)} tensor(s) missing)"
-        )
+        raise _misfit(source, model, f"the file lacks '{missing[0]}' ({len(missing)} tensor(s) missing)")
     return fitted, pos_embed
 
 
@@ -194,7 +194,7 @@ def _file_normalisation(folder: Path) -> tuple[str, tuple | None]:
 
 def _load_local(model: nn.Module, location: Path, described: str) -> _Loaded:
     """Weights from a file or a save_pretrained folder into `model`, strictly; config checked first."""
-    file = resolve_weights_file(location)
+    file = check_weights_file(str(location))
     config = hf_weights.read_json(file.parent / "config.json") if file.suffix != ".npz" else None
     if config and hf_weights.is_vit_config(config):
         hf_weights.check_config(config, model, str(location))

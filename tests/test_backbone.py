@@ -85,7 +85,7 @@ def test_new_resolution_and_classes_resample_position_embedding(tmp_path):
 def test_weights_of_another_architecture_are_rejected(tmp_path, other):
     path = tmp_path / "w.pth"
     save(tiny_vit(), path)
-    with pytest.raises(UsageError, match="does not fit"):
+    with pytest.raises(UsageError, match="another architecture"):
         backbone.create(TINY_MODEL, 10, str(path), img_size=16, model_args=TINY | other)
 
 
