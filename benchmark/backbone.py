@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import math
 from pathlib import Path
 from typing import Any
@@ -214,19 +215,40 @@ def _zero_head(model: nn.Module) -> None:
         nn.init.zeros_(head.bias)
 
 
-def _hub_pos_embed(model: nn.Module, img_size: int | None) -> str:
-    """timm's hub loader resamples (bicubic, checkpoint_filter_fn) when the size differs from its config."""
-    saved = int(model.pretrained_cfg.get("input_size", (3, 0, 0))[-1])
-    if not img_size or img_size == saved:
-        return "as saved"
-    patch = model.patch_embed.patch_size[0]
-    old, new = saved // patch, tuple(model.patch_embed.grid_size)
-    return f"resampled {old}x{old} -> {new[0]}x{new[1]} ({POS_EMBED_INTERPOLATION}, timm hub loader)"
+def _strict_filter(model: nn.Module, source: str, outcome: dict[str, str]):
+    """A filter for timm's load_pretrained that applies fit_state to the hub's state dict.
+
+    A state dict in timm's own layout (every key a model key) gets the strict check alone; another
+    layout (CLIP, DINOv2, ...) first goes through the model family's checkpoint_filter_fn, which converts
+    it, and may resample its patch embedding, before the same check.
+    """
+    family = importlib.import_module(type(model).__module__)
+    classifier = model.pretrained_cfg.get("classifier", "head") + "."
+
+    def strict(state: dict[str, torch.Tensor], _model: nn.Module) -> dict[str, torch.Tensor]:
+        own = model.state_dict()
+        foreign = any(key not in own for key in state if not key.startswith(classifier))
+        if foreign and hasattr(family, "checkpoint_filter_fn"):
+            state = family.checkpoint_filter_fn(state, model)
+        fitted, outcome["pos_embed"] = fit_state(state, model, source)
+        return fitted | {key: value for key, value in own.items() if key.startswith(classifier)}
+
+    return strict
 
 
 def _from_hub(name: str, num_classes: int, img_size: int | None, model_args: dict) -> tuple:
+    """timm's pretrained weights for `name` (Hugging Face hub, cached), checked like a local file."""
+    model = _create(name, num_classes, img_size, model_args, pretrained=False)
+    described = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
+    # timm's custom .npz loader (custom_load, from a URL or file, not the hub) skips the filter.
+    outcome = {"pos_embed": "unchecked: timm's own .npz loader"}
     try:
-        model = _create(name, num_classes, img_size, model_args, pretrained=True)
+        timm.models.load_pretrained(
+            model,
+            num_classes=num_classes,
+            in_chans=model_args.get("in_chans", 3),
+            filter_fn=_strict_filter(model, described, outcome),
+        )
     except UsageError:
         raise
     except Exception as error:  # network and hub errors
@@ -234,8 +256,7 @@ def _from_hub(name: str, num_classes: int, img_size: int | None, model_args: dic
             f"could not fetch pretrained weights for {name} from the Hugging Face hub "
             f"({type(error).__name__}); pass --weights FILE or --no-pretrained"
         ) from None
-    described = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
-    return model, _Loaded(described, "", None, _hub_pos_embed(model, img_size))
+    return model, _Loaded(described, "", None, outcome["pos_embed"])
 
 
 def create(

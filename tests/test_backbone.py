@@ -176,3 +176,23 @@ def test_weights_fingerprint(tmp_path):
     for bad in (str(tmp_path / "absent.pth"), str(tmp_path), "hf:no-owner"):
         with pytest.raises(UsageError):
             backbone.weights_fingerprint(bad)
+
+
+def from_hub_config(path):
+    """'hub' weights, with timm's pretrained config pointed at a local file instead of the network."""
+    overlay = {"pretrained_cfg_overlay": {"file": str(path), "custom_load": False}}
+    return backbone.create(TINY_MODEL, 10, "hub", img_size=32, model_args=TINY | overlay)
+
+
+def test_hub_weights_are_checked_and_resampled_like_a_file(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save(tiny_vit(), path)
+    from_hub = from_hub_config(path)
+    from_file = backbone.create(TINY_MODEL, 10, str(path), img_size=32, model_args=TINY)
+    assert from_hub.pos_embed == "resampled 4x4 -> 8x8 (bicubic)"
+    for key, value in from_file.model.state_dict().items():
+        torch.testing.assert_close(from_hub.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    deeper = tmp_path / "deep.safetensors"
+    save(tiny_vit(depth=4), deeper)
+    with pytest.raises(UsageError, match=r"no tensor 'blocks\.2\."):
+        from_hub_config(deeper)
