@@ -109,7 +109,10 @@ def check_config(config: dict[str, Any], model: nn.Module, source: str) -> None:
     if not isinstance(mlp.act, nn.GELU) or activation not in accepted[approximate]:
         wrong.append(f"hidden_act {activation} (the model has {type(mlp.act).__name__})")
     if wrong:
-        raise UsageError(f"{source} does not fit {type(model).__name__}: " + ", ".join(wrong))
+        raise UsageError(
+            f"weights {source} are for another architecture than this {type(model).__name__}: "
+            + ", ".join(wrong)
+        )
 
 
 def is_vit_config(config: dict[str, Any]) -> bool:

@@ -80,11 +80,22 @@ def test_mean_and_std_come_from_the_preprocessor_config(tmp_path):
     assert loaded.normalisation == "file: preprocessor_config.json"
 
 
-def test_a_config_that_does_not_fit_is_one_line(tmp_path):
-    saved_hf(tmp_path, "ViTModel", num_attention_heads=4)  # same tensor shapes, other heads
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"num_attention_heads": 4}, "num_attention_heads 4 (the model has 2)"),  # same tensor shapes
+        ({"hidden_act": "gelu_new"}, "hidden_act gelu_new (the model has GELU)"),  # tanh approximation
+        (
+            {"num_hidden_layers": 3, "patch_size": 8},
+            "patch_size 8 (the model has 4), num_hidden_layers 3 (the model has 2)",
+        ),
+    ],
+)
+def test_a_config_that_does_not_fit_is_one_line(tmp_path, config, message):
+    saved_hf(tmp_path, "ViTModel", **config)
     with pytest.raises(UsageError) as error:
         load(tmp_path)
-    assert "num_attention_heads 4 (the model has 2)" in str(error.value)
+    assert message in str(error.value)
     assert "\n" not in str(error.value)
 
 
