@@ -86,6 +86,10 @@ def check_config(config: dict[str, Any], model: nn.Module, source: str) -> None:
 
     The image size may differ: position embeddings are then resampled (see backbone.fit_state).
     """
+    if not (hasattr(model, "blocks") and hasattr(model, "patch_embed")):
+        raise UsageError(
+            f"{source} is a transformers ViT; --model must be a timm ViT, not {type(model).__name__}"
+        )
     attn, mlp = model.blocks[0].attn, model.blocks[0].mlp
     patch = model.patch_embed.patch_size[0]
     expected = {
