@@ -109,7 +109,10 @@ def _add_run(commands, parents: list[Parser]) -> None:
     )
     run.add_argument("--dataset", default="cifar10", help=f"one of {', '.join(data.DATASETS.names())}")
     run.add_argument(
-        "--weights", default="hub", help="'hub' (default) or a local .safetensors/.pth/.bin/.npz file"
+        "--weights",
+        default="hub",
+        help="'hub' (default), a local .safetensors/.pth/.bin/.npz file, a save_pretrained folder, "
+        "or hf:OWNER/NAME[@REVISION]",
     )
     run.add_argument("--no-pretrained", action="store_true", help="random initialisation for every strategy")
     run.add_argument(

@@ -58,9 +58,7 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
     backbones.check_model_name(spec.model)
     for name in list(spec.overrides):
         strategy_class(name) if name in spec.strategies else _not_in_sweep(name, spec.strategies)
-    weights_sha = ""
-    if spec.weights not in ("hub", "none"):
-        weights_sha = backbones.file_sha256(backbones.check_weights_file(spec.weights))
+    weights_sha = backbones.weights_fingerprint(spec.weights)
     val_fraction = dataset.default_val_fraction if spec.val_fraction is None else spec.val_fraction
     if not 0 < val_fraction < 1:
         raise UsageError(f"--val-fraction must be between 0 and 1 (exclusive); got {val_fraction}")
