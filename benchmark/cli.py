@@ -184,7 +184,49 @@ def build_parser() -> Parser:
     )
     demo.add_argument("--results-dir", type=Path, default=Path("results/demo"))
     demo.add_argument("--seeds", default="0")
+    _add_kept_run_commands(commands)
     return parser
+
+
+def _add_kept_run_commands(commands) -> None:
+    """eval, predict and inspect: what a user does with a run kept with --keep-weights."""
+    where = Parser(add_help=False)
+    where.add_argument("--results-dir", type=Path, default=Path("results"))
+    where.add_argument("--data-dir", type=Path, default=Path("data"))
+    evaluate = commands.add_parser(
+        "eval",
+        parents=[where],
+        allow_abbrev=False,
+        help="evaluate a kept run again: top-1, top-5, loss, macro F1",
+    )
+    evaluate.add_argument("run", help="run id, or a unique prefix of it")
+    evaluate.add_argument("--dataset", help="another dataset with the same classes (default: the run's)")
+    evaluate.add_argument("--split", default="test", choices=("test", "val"))
+    evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    evaluate.add_argument("--json", action="store_true", help="the numbers as JSON on stdout")
+    predict = commands.add_parser(
+        "predict",
+        parents=[where],
+        allow_abbrev=False,
+        help="top-5 classes of image files (PNG, JPEG) by a kept run",
+    )
+    predict.add_argument("run", help="run id, or a unique prefix of it")
+    predict.add_argument("images", nargs="+", help="image files")
+    inspect = commands.add_parser(
+        "inspect",
+        parents=[where],
+        allow_abbrev=False,
+        help="figures of a kept run (attention rollout, position similarity, patch filters, sample predictions)",
+    )
+    inspect.add_argument("run", nargs="?", help="run id or prefix (or give --model and --weights)")
+    inspect.add_argument("--model", help="a backbone that was never fine-tuned: timm model name")
+    inspect.add_argument("--weights", default="hub", help="with --model: 'hub', a file, a folder or hf:NAME")
+    inspect.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE")
+    inspect.add_argument("--img-size", type=int)
+    inspect.add_argument(
+        "--dataset", default="digits", help="with --model: images to draw on (default digits)"
+    )
+    inspect.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/report)")
 
 
 # The offline demo: scikit-learn's real 8x8 digits, upsampled to 32 px, cut into 16 patches of 8 px, for a
@@ -421,6 +463,61 @@ def command_report(args: argparse.Namespace) -> int:
     return report.main(args.results_dir, args.out or args.results_dir / "report", args.dataset, args.model)
 
 
+def command_eval(args: argparse.Namespace) -> int:
+    from benchmark import distributed, kept
+
+    device = distributed.resolve_device(args.device)
+    row = kept.find_run(args.results_dir, args.run)
+    batch = CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
+    result = kept.evaluate_run(row, args.results_dir, device, args.dataset, args.split, args.data_dir, batch)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['run_id']} on {result['dataset']} {result['split']} ({result['images']} images): "
+        f"top-1 {result['top1']:.2%}  top-5 {result['top5']:.2%}  loss {result['loss']:.4f}  "
+        f"macro F1 {result['macro_f1']:.4f}"
+    )
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    from benchmark import kept
+
+    row = kept.find_run(args.results_dir, args.run)
+    answers, errors = kept.predict(row, args.results_dir, args.images)
+    for path, top in answers:
+        print(f"{path}")
+        for name, probability in top:
+            print(f"  {probability:7.2%}  {name}")
+    for line in errors:
+        console.print(f"error: {line}", markup=False)
+    return 0 if not errors else (1 if answers else 2)
+
+
+def command_inspect(args: argparse.Namespace) -> int:
+    from benchmark import kept
+
+    out = args.out or args.results_dir / "report"
+    if (args.run is None) == (args.model is None):
+        raise UsageError(
+            "inspect takes a run id, or --model (with --weights) for a backbone never fine-tuned"
+        )
+    if args.run is not None:
+        written = kept.inspect_run(
+            kept.find_run(args.results_dir, args.run), args.results_dir, out, args.data_dir
+        )
+    else:
+        model_args = key_values(args.model_arg, "--model-arg")
+        written = kept.inspect_backbone(
+            args.model, args.weights, args.dataset, out, model_args, args.img_size, args.data_dir
+        )
+    for note in written.notes:
+        console.print(note, markup=False)
+    console.print(f"wrote {len(written.paths)} figures in {out}", markup=False)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -430,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
             "list": command_list,
             "demo": command_demo,
             "speed": command_speed,
+            "eval": command_eval,
+            "predict": command_predict,
+            "inspect": command_inspect,
         }
         handler = handler[args.command]
         return handler(args)

@@ -412,3 +412,32 @@ def write_inspection(
         _save(fig, out_dir / f"{prefix}{name}") for name, fig in figures.items() if isinstance(fig, Figure)
     ]
     return Inspection(paths, [note for note in figures.values() if isinstance(note, str)])
+
+
+def write_backbone_figures(
+    model: nn.Module,
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    out_dir: Path,
+    prefix: str = "",
+) -> Inspection:
+    """The figures that need no trained head (attention rollout, position similarity, patch filters), for
+    a backbone that was never fine-tuned; a model that is not a timm ViT gets notes only."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not isinstance(model, VisionTransformer):
+        reason = f"needs a timm VisionTransformer; got {type(model).__name__}"
+        return Inspection(
+            [],
+            [
+                f"{name} not drawn: {reason}"
+                for name in ("attention_rollout.png", "position_similarity.png", "patch_filters.png")
+            ],
+        )
+    count = len(images)
+    figures = _vit_figures(model, images, [""] * count, [False] * count, _pixels(images, mean, std))
+    paths = [
+        _save(fig, out_dir / f"{prefix}{name}") for name, fig in figures.items() if isinstance(fig, Figure)
+    ]
+    return Inspection(paths, [note for note in figures.values() if isinstance(note, str)])

@@ -286,13 +286,32 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
         speed.to_csv(out / "speed.csv", index=False)
         markdown_text += speed_markdown(speed)
         print_speed(speed, console)
-    (out / "summary.md").write_text(markdown_text)
+    (out / "summary.md").write_text(markdown_text + _inspection_links(out))
     console.print(
         f"wrote summary.md, {'summary.csv, ' if not runs.empty else ''}"
         f"{'speed.csv, ' if not speed.empty else ''}{len(written)} plots in {out}",
         markup=False,
     )
     return 0
+
+
+INSPECTION_FIGURES = {
+    "attention_rollout": "attention rollout from the class token",
+    "position_similarity": "position-embedding similarity",
+    "patch_filters": "patch-embedding filters (principal components)",
+    "sample_predictions": "sample test predictions, most confident mistakes first",
+}
+
+
+def _inspection_links(out: Path) -> str:
+    """Links to the figures `python -m benchmark inspect` wrote into the report folder, if any."""
+    parts = []
+    for subject in sorted({path.name.split("__")[0] for path in out.glob("*__*.png")}):
+        figures = [(out / f"{subject}__{name}.png", what) for name, what in INSPECTION_FIGURES.items()]
+        links = [f"- [{what}]({path.name})" for path, what in figures if path.exists()]
+        if links:
+            parts += [f"\n### {subject}\n", *links]
+    return "\n# Inspection (`python -m benchmark inspect`)\n" + "\n".join(parts) + "\n" if parts else ""
 
 
 def _filter(runs: pd.DataFrame, results_dir: Path, **wanted: str | None) -> pd.DataFrame:

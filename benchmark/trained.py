@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-
-import torch
 
 from benchmark import backbone as backbones
 from benchmark.config import RunConfig, make_options
@@ -28,9 +27,10 @@ def save(cell: RunConfig, outcome: Outcome, run_id: str) -> Path:
     return path
 
 
-def load(path: Path) -> torch.nn.Module:
-    """A model saved with --keep-weights: the same backbone (pretrained weights, or the same random
-    initialisation for the run's seed), the strategy's preparation, then the trained parameters."""
+def load(path: Path) -> backbones.Backbone:
+    """A run saved with --keep-weights, in eval mode: the same backbone (pretrained weights, or the same
+    random initialisation for the run's seed), the strategy's preparation, then the trained state; with
+    the input size, mean and std it was trained with."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -53,4 +53,4 @@ def load(path: Path) -> torch.nn.Module:
             f"{path} holds parameters the rebuilt model lacks, e.g. {sorted(missing_trained)[0]}"
         )
     model.load_state_dict(load_file(str(path)), strict=False)
-    return model.eval()
+    return dataclasses.replace(created, model=model.eval())

@@ -157,7 +157,7 @@ def test_kept_weights_are_the_selected_model_and_reproduce_every_test_metric(tmp
     result = run_cli(*tiny_run("lora", epochs=3), "--keep-weights", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     row = runs(tmp_path).iloc[0]
-    model = load_trained(tmp_path / row["weights_file"])
+    model = load_trained(tmp_path / row["weights_file"]).model
     test = data.load("synthetic", tmp_path, row["val_fraction"]).test
     from benchmark.evaluate import Tally
     from benchmark.pipeline import Pipeline
