@@ -115,40 +115,55 @@ def _costs(group: pd.DataFrame, styles: dict, title: str) -> plt.Figure:
 
 
 def _learning_curves(history: pd.DataFrame, styles: dict, title: str) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    palette = {label: style["color"] for label, style in styles.items()}
-    history = history.assign(val_top1_percent=history["val_top1"] * 100)
-    for ax, column, ylabel in (
-        (axes[0], "val_top1_percent", "validation top-1 accuracy (%)"),
-        (axes[1], "train_loss", "training loss (cross-entropy)"),
-    ):
-        sns.lineplot(
-            data=history,
-            x="epoch",
-            y=column,
-            hue="label",
-            palette=palette,
-            errorbar="sd",
-            ax=ax,
-            legend=ax is axes[1],
-        )
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(ylabel)
-        ax.grid(True, alpha=0.3)
-    axes[1].legend(
-        loc="upper left", bbox_to_anchor=(1.02, 1), title="strategy (band: ± 1 sd over seeds)", frameon=False
+    """Validation top-1 and training loss per epoch: one row of panels per strategy family, so that each
+    panel holds a few lines; within a family, lines differ by dash and marker."""
+    history = history.assign(
+        val_top1_percent=history["val_top1"] * 100,
+        family=[_family(label.split(" ")[0]) for label in history["label"]],
     )
-    fig.suptitle(title)
+    families = [family for family in FAMILIES + ("other",) if family in set(history["family"])]
+    fig, axes = plt.subplots(len(families), 2, figsize=(13, 3.2 * len(families) + 0.8), squeeze=False)
+    for row, family in enumerate(families):
+        mine = history[history["family"] == family]
+        palette = {label: styles[label]["color"] for label in mine["label"].unique()}
+        markers = {label: styles[label]["marker"] for label in mine["label"].unique()}
+        for ax, column, ylabel in (
+            (axes[row, 0], "val_top1_percent", "validation top-1 (%)"),
+            (axes[row, 1], "train_loss", "training loss"),
+        ):
+            sns.lineplot(
+                data=mine,
+                x="epoch",
+                y=column,
+                hue="label",
+                style="label",
+                palette=palette,
+                markers=markers,
+                dashes=True,
+                errorbar="sd",
+                ax=ax,
+                legend=ax is axes[row, 1],
+            )
+            ax.set_xlabel("epoch" if row == len(families) - 1 else "")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(ylabel)
+            ax.grid(True, alpha=0.3)
+        axes[row, 0].set_title(family, loc="left", fontsize=10, fontweight="bold")
+        axes[row, 1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False, fontsize=8)
+    fig.suptitle(f"{title}\n(band: ± 1 sd over seeds)")
     fig.tight_layout()
     return fig
+
+
+def _family(strategy: str) -> str:
+    return strategies.get(strategy).family if strategy in strategies.names() else "other"
 
 
 def _confusions(
     best_runs: pd.DataFrame, confusion: pd.DataFrame, class_names: list[str], title: str
 ) -> plt.Figure:
     count = len(best_runs)
-    columns = min(count, 3)
+    columns = min(count, 3 if count <= 9 else 5)
     rows = int(np.ceil(count / columns))
     classes = len(class_names)
     side = 4 if classes <= 20 else 6
@@ -183,8 +198,8 @@ def _confusions(
         )
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-    fig.suptitle(title)
     fig.tight_layout()
+    fig.suptitle(title, y=1.0 + 0.3 / fig.get_figheight(), fontsize=13)  # above the first row's titles
     return fig
 
 
