@@ -33,6 +33,19 @@ def test_dry_run_counts_vit_b16_offline_and_writes_nothing(tmp_path):
     assert plan["linear"]["trainable_params"] == 76_900
     assert plan["lora"]["trainable_params"] == 371_812
     assert plan["last_k"]["trainable_params"] == 14_254_180
+    issue_counts = {  # the issue's numbers: ViT-B/16, 100 classes, each tensor once, head included
+        "bitfit": 179_812,
+        "norm": 115_300,
+        "vpt_shallow": 84_580,
+        "vpt_deep": 169_060,
+        "adaptformer": 1_266_532,
+        "ssf": 282_724,
+        "dora": 399_460,
+        "loha": 666_724,
+        "ia3": 141_412,
+    }
+    assert {name: plan[name]["trainable_params"] for name in issue_counts} == issue_counts
+    assert len(plan) == len(strategies.names()) >= 20
     assert plan["full"]["total_params"] == 85_875_556
     assert plan["lora"]["total_params"] == 85_875_556 + 294_912  # the adapters, the head counted once
     assert list(tmp_path.iterdir()) == [], "a dry run wrote files"
@@ -153,3 +166,10 @@ def test_rerun_skips_finished_cells(sweep_results):
     assert result.returncode == 0, result.stderr
     assert f"skipping {2 * len(strategies.names())} cell(s) already done" in result.stderr
     assert sorted(path.name for path in (sweep_results / "runs").iterdir()) == before
+
+
+def test_readme_strategy_table_is_the_registry():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- strategies -->\n")[1].split("\n<!-- /strategies -->")[0]
+    assert block == cli.strategy_markdown(), "paste `python -m benchmark list --markdown` into README.md"
+    assert block.count("\n| `") == len(strategies.names()) >= 20
