@@ -197,10 +197,16 @@ RUNS = [
     _c("trunk_frozen", "bool", "the strategy froze a prefix of the model, which ran without autograd"),
     _c("trunk_cached", "bool", "that prefix ran once per image and training used its cached outputs"),
     _c(
+        "trunk_cache_reused",
+        "bool",
+        "those outputs came from an earlier cell of the same sweep with the same trunk, preprocessing and "
+        "images (another learning rate or seed): no pass of the trunk in this run",
+    ),
+    _c(
         "trunk_cache_seconds",
         "float",
         "wall-clock time of the one no-grad pass of the trunk over every image of the run; part of "
-        "`train_seconds` and `eval_seconds`; 0 when not cached",
+        "`train_seconds` and `eval_seconds`; 0 when not cached or reused",
         "s",
     ),
     _c("compiled", "bool", "the trained module ran through `torch.compile` (`--compile`)"),

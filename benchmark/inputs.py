@@ -7,7 +7,9 @@ budget, the trunk runs once per image for the whole run and training uses the ca
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -22,6 +24,30 @@ from benchmark.training import autocast
 
 CACHE_FRACTION_OF_FREE_MEMORY = 0.5  # the trunk cache may use at most this share of free device memory
 SPLITS = ("train", "val", "test")
+SHARED_TRUNKS = 2  # distinct trunks whose outputs a sweep keeps at once (the most recently used)
+
+
+class SharedTrunkOutputs:
+    """Frozen trunks' outputs, kept for a whole sweep. They depend only on the trunk's weights, the
+    preprocessing and the images, never on the learning rate or the seed of the trained part, so every
+    search point and seed that shares a trunk computes its outputs once."""
+
+    def __init__(self) -> None:
+        self._outputs: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+
+    def get(self, key: str) -> dict[str, torch.Tensor] | None:
+        if key in self._outputs:
+            self._outputs.move_to_end(key)
+        return self._outputs.get(key)
+
+    def put(self, key: str, outputs: dict[str, torch.Tensor]) -> None:
+        self._outputs[key] = outputs
+        while len(self._outputs) > SHARED_TRUNKS:
+            self._outputs.popitem(last=False)
+
+
+def _digest(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -68,13 +94,38 @@ class Inputs:
         needed = sample.numel() * sample.element_size() * total
         return needed <= CACHE_FRACTION_OF_FREE_MEMORY * free_memory_bytes(self.device)
 
+    def trunk_key(self) -> str:
+        """What the trunk's outputs depend on: its tensors and structure, the preprocessing, the images."""
+        digest = hashlib.sha256(repr(self.trunk).encode())
+        for name, tensor in sorted(self.trunk.state_dict().items()):
+            digest.update(name.encode() + _digest(tensor))
+        settings = (
+            self.pipeline.size,
+            self.pipeline.mean.tolist(),
+            self.pipeline.std.tolist(),
+            self.precision,
+        )
+        digest.update(repr(settings).encode())
+        for name in SPLITS:
+            digest.update(_digest(getattr(self.splits, name).images))
+        return digest.hexdigest()
+
     def cache_trunk_outputs(
-        self, train_watch: Stopwatch, eval_watch: Stopwatch, cache_watch: Stopwatch
-    ) -> bool:
-        """One pass of the trunk over every image, when possible; its time counts as training for the
-        training split and as evaluation for the others. Returns whether the outputs are cached."""
+        self,
+        train_watch: Stopwatch,
+        eval_watch: Stopwatch,
+        cache_watch: Stopwatch,
+        shared: SharedTrunkOutputs | None = None,
+    ) -> str:
+        """One pass of the trunk over every image, when possible, or its outputs from an earlier cell of
+        the sweep. The pass counts as training for the training split and as evaluation for the others.
+        Returns "computed", "reused" or "" (not cached)."""
         if not self.can_cache():
-            return False
+            return ""
+        key = self.trunk_key() if shared is not None else ""
+        if shared is not None and (outputs := shared.get(key)) is not None:
+            self.cache = outputs
+            return "reused"
         for name in SPLITS:
             with train_watch if name == "train" else eval_watch, cache_watch:
                 images = getattr(self.splits, name).images
@@ -84,7 +135,9 @@ class Inputs:
                         for start in range(0, len(images), self.eval_batch_size)
                     ]
                 )
-        return True
+        if shared is not None:
+            shared.put(key, self.cache)
+        return "computed"
 
     def batch(self, split_name: str, index: torch.Tensor, generator: torch.Generator | None = None):
         if split_name in self.cache:

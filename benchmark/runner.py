@@ -26,7 +26,7 @@ from benchmark.data import Splits
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged
 from benchmark.evaluate import Tally
-from benchmark.inputs import Inputs, evaluate
+from benchmark.inputs import Inputs, SharedTrunkOutputs, evaluate
 from benchmark.measure import PeakMemory, Stopwatch
 from benchmark.pipeline import Pipeline, epoch_order, steps_per_epoch
 from benchmark.prepare import Prepared, prepare_model
@@ -67,8 +67,10 @@ def run(
     dist: Dist | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     compile_model: bool = False,
+    shared_trunks: SharedTrunkOutputs | None = None,
 ) -> Outcome:
-    """Train and evaluate one cell. `backbone` is fresh for this run; the seed was set before it was made."""
+    """Train and evaluate one cell. `backbone` is fresh for this run; the seed was set before it was made.
+    `shared_trunks` holds frozen trunks' outputs from earlier cells of the sweep."""
     dist, train, num_classes = dist or Dist(), cfg.train, len(splits.class_names)
     prepared = prepare_model(cfg.strategy, cfg.options, backbone.model)
     prepared.model.to(device)
@@ -78,7 +80,7 @@ def run(
     inputs = Inputs(
         splits, pipeline, prepared.trunk, train.augment, cfg.precision, cfg.eval_batch_size, device
     )
-    cached = inputs.cache_trunk_outputs(watches.train, watches.eval, watches.cache)
+    cached = inputs.cache_trunk_outputs(watches.train, watches.eval, watches.cache, shared_trunks)
     module = _wrap(prepared.trainable, dist, device, compile_model)
     optimizer = make_optimizer(prepared.model, train, device)
     steps = steps_per_epoch(len(splits.train), train.batch_size)
@@ -131,7 +133,8 @@ def run(
         _outcome_columns(test, progress)
         | {"test_top1_last_epoch": last.top1}
         | _cost_columns(prepared, watches, memory, trained_images)
-        | {"trunk_cached": cached, "compiled": compile_model, "img_size": backbone.img_size}
+        | {"trunk_cached": bool(cached), "trunk_cache_reused": cached == "reused"}
+        | {"compiled": compile_model, "img_size": backbone.img_size}
     )
     return Outcome(row, _detail_tables(progress, test, splits.class_names), progress.best_state, num_classes)
 

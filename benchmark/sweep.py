@@ -24,6 +24,7 @@ from benchmark import data, store, trained
 from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged, UsageError
+from benchmark.inputs import SharedTrunkOutputs
 from benchmark.prepare import prepare_model
 from benchmark.provenance import device_name, provenance
 from benchmark.runner import fresh_copy, run
@@ -229,6 +230,7 @@ class _Sweep:
     log: Callable[[str], None]
     options: ExecuteOptions
     result: SweepResult
+    shared_trunks: SharedTrunkOutputs = dataclasses.field(default_factory=SharedTrunkOutputs)
 
 
 def execute(
@@ -322,6 +324,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
             sweep.device,
             dist,
             compile_model=sweep.options.compile_model,
+            shared_trunks=sweep.shared_trunks,
             on_epoch=lambda record: sweep.log(_epoch_line(record, cell)),
         )
     except KeyboardInterrupt:

@@ -153,3 +153,28 @@ def test_speed_command_writes_rows_that_report_shows(tmp_path):
     report = run_cli("report", "--results-dir", "results", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert "# Speed" in (tmp_path / "results" / "report" / "summary.md").read_text()
+
+
+def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from benchmark import cli, store
+    from tests.conftest import TINY_ARGS
+
+    torch.manual_seed(0)
+    save_file(tiny_vit().state_dict(), str(tmp_path / "pretrained.safetensors"))
+    monkeypatch.chdir(tmp_path)
+    common = ["run", "--strategies", "linear", "--dataset", "synthetic", *TINY_ARGS, "--epochs", "2"]
+    common += ["--weights", "pretrained.safetensors", "--device", "cpu"]
+    assert cli.main([*common, "--seeds", "0,1,2", "--results-dir", "sweep"]) == 0
+    assert cli.main([*common, "--seeds", "2", "--results-dir", "alone"]) == 0
+    sweep = store.read("sweep", "runs").sort_values("seed")
+    assert sweep["trunk_cached"].all()
+    assert sweep["trunk_cache_reused"].tolist() == [False, True, True], (
+        "one pass of the trunk for three seeds"
+    )
+    assert (sweep["trunk_cache_seconds"].iloc[1:] == 0).all()
+    alone = store.read("alone", "runs").iloc[0]
+    assert not alone["trunk_cache_reused"]
+    for column in ("test_top1", "test_loss", "best_val_top1"):
+        assert sweep[column].iloc[2] == alone[column], column
