@@ -78,7 +78,12 @@ RUNS = [
         "what the run trained on, in words: folder, and whether it matches the checksums",
     ),
     _c("data_verified", "bool", "files match the official checksums (null where there is nothing to check)"),
-    _c("n_train", "int", "training images (validation is held out of the official training set)", "images"),
+    _c(
+        "n_train",
+        "int",
+        "training images used: validation is held out of the official training set, then `train_size` applies",
+        "images",
+    ),
     _c("n_val", "int", "validation images", "images"),
     _c("n_test", "int", "test images", "images"),
     _c("num_classes", "int", "classes"),
@@ -95,7 +100,32 @@ RUNS = [
     _c("weights_file", "str", "with `--keep-weights`: the saved parameters of the validation-selected model"),
     _c("img_size", "int", "input resolution (images are resized to it on the device)", "px"),
     _c("seed", "int", "the run's seed (model init, batch order, augmentation)", required=True),
-    _c("epochs", "int", "training epochs"),
+    _c("epochs", "int", "training epochs (unused when `steps` is set)"),
+    _c("steps", "int", "optimiser steps in total, replacing `epochs` when set; 0 = unset", "steps"),
+    _c("warmup_steps", "int", "linear warm-up length when `steps` is set", "steps"),
+    _c(
+        "accumulate",
+        "int",
+        "micro-batches per optimiser step (gradient accumulation); `batch_size` is per optimiser step",
+    ),
+    _c(
+        "train_size",
+        "str",
+        "the training subset as given: images (`1000`) or a share (`10%`), class-stratified, the same for "
+        "every strategy and seed; empty = all (`n_train` is the count used)",
+    ),
+    _c(
+        "schedule",
+        "str",
+        "after warm-up: `cosine` (to zero), `constant`, or `plateau` (ReduceLROnPlateau on validation loss: "
+        "factor 0.1, patience 10 epochs)",
+    ),
+    _c(
+        "early_stop",
+        "int",
+        "stop after this many epochs without a better validation top-1; 0 = off",
+        "epochs",
+    ),
     _c("batch_size", "int", "images per optimiser step, over all processes", "images"),
     _c("eval_batch_size", "int", "images per evaluation batch (does not change results)", "images"),
     _c("lr", "float", "peak learning rate, used as given (never scaled with the batch size)"),
@@ -105,7 +135,7 @@ RUNS = [
         "float",
         "decoupled or L2 as the optimiser defines it; not applied to norms, biases, position embedding, class token",
     ),
-    _c("warmup_epochs", "float", "linear warm-up length; cosine decay to zero after it", "epochs"),
+    _c("warmup_epochs", "float", "linear warm-up length (unused when `steps` is set)", "epochs"),
     _c("clip_grad_norm", "float", "gradient clipping at this global L2 norm; 0 is off"),
     _c(
         "augment",
@@ -151,7 +181,8 @@ RUNS = [
     ),
     _c("best_val_epoch", "int", "the epoch (1-based) of the selected model"),
     _c("final_val_top1", "float", "validation accuracy after the last epoch", "fraction"),
-    _c("epochs_completed", "int", "epochs finished"),
+    _c("epochs_completed", "int", "epochs finished (the last one partial if `steps` ends inside it)"),
+    _c("early_stopped", "bool", "training stopped before its planned end because of `early_stop`"),
     _c("resumed_from_epoch", "int", "epochs restored from a checkpoint of an interrupted run (0 if none)"),
     # costs
     _c(
@@ -181,7 +212,7 @@ RUNS = [
     _c(
         "train_images_per_second",
         "float",
-        "training images processed (epochs x steps x batch) / `train_seconds`",
+        "training images processed (optimiser steps taken x batch) / `train_seconds`",
         "images/s",
         "higher",
     ),

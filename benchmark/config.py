@@ -14,6 +14,7 @@ from benchmark.errors import UsageError
 from benchmark.registry import did_you_mean
 
 PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("cosine", "constant", "plateau")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,16 @@ class TrainParams:
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to 0, updated every step
     clip_grad_norm: float = 1.0  # global L2 norm; 0 disables clipping
     augment: bool = True  # random crop (padding 1/8 of the side) and, where the dataset allows, flip
+    # Protocols that count optimiser steps (vit_jax's `total_steps`, `warmup_steps`): when `steps` is set,
+    # it replaces `epochs` and `warmup_steps` replaces `warmup_epochs`; the last epoch may be partial.
+    steps: int = 0  # optimiser steps in total; 0 = unset (train for `epochs`)
+    warmup_steps: int = 0  # optimiser steps of linear warm-up, with `steps` only
+    accumulate: int = 1  # micro-batches per optimiser step (vit_jax's `accum_steps`); batch_size is unchanged
+    train_size: str = ""  # "N" images or "P%" of the training split, class-stratified, fixed; "" = all
+    # After warm-up: cosine to 0, constant, or torch's ReduceLROnPlateau on the validation loss
+    # (its defaults, as the Hugging Face Trainer's `reduce_lr_on_plateau`: factor 0.1, patience 10 epochs).
+    schedule: str = "cosine"
+    early_stop: int = 0  # stop after this many validations (epochs) without a better val top-1; 0 = off
 
     def __post_init__(self) -> None:
         checks = [
@@ -37,11 +48,28 @@ class TrainParams:
             (self.weight_decay >= 0, f"weight_decay must be 0 or more; got {self.weight_decay}"),
             (self.warmup_epochs >= 0, f"warmup_epochs must be 0 or more; got {self.warmup_epochs}"),
             (self.clip_grad_norm >= 0, f"clip_grad_norm must be 0 (off) or more; got {self.clip_grad_norm}"),
+            (self.steps >= 0, f"steps must be 0 (unset: use epochs) or more; got {self.steps}"),
+            (
+                0 <= self.warmup_steps < max(self.steps, 1),
+                f"warmup_steps must be 0 or more and less than steps ({self.steps}; warm-up in steps needs "
+                f"--steps); got {self.warmup_steps}",
+            ),
+            (self.accumulate >= 1, f"accumulate must be at least 1; got {self.accumulate}"),
+            (
+                self.batch_size % max(self.accumulate, 1) == 0,
+                f"batch_size ({self.batch_size}) must divide by accumulate ({self.accumulate})",
+            ),
+            (
+                self.schedule in SCHEDULES,
+                f"schedule must be one of {', '.join(SCHEDULES)}; got '{self.schedule}'",
+            ),
+            (self.early_stop >= 0, f"early_stop must be 0 (off) or more validations; got {self.early_stop}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
         _check_optimizer(self.optimizer)
+        _check_train_size(self.train_size)
 
 
 def _check_optimizer(name: str) -> None:
@@ -52,6 +80,21 @@ def _check_optimizer(name: str) -> None:
         raise UsageError(
             f"unknown optimizer '{name}'.{did_you_mean(name, valid)} Valid include: "
             "sgd, adamw, adam, lamb, lion (see timm.optim.list_optimizers())"
+        )
+
+
+def _check_train_size(text: str) -> None:
+    """ "" (all), a whole number of images ("1000"), or a percentage in (0, 100] ("10%")."""
+    number = text[:-1] if text.endswith("%") else text
+    try:
+        value = float(number) if text.endswith("%") else int(number)
+    except ValueError:
+        value = None
+    ok = text == "" or (value is not None and (0 < value <= 100 if text.endswith("%") else value >= 1))
+    if not ok:
+        raise UsageError(
+            f"train_size must be a number of images (e.g. 1000) or a percentage in (0, 100] (e.g. 10%); "
+            f"got '{text}'"
         )
 
 

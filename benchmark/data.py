@@ -24,6 +24,7 @@ from benchmark.errors import UsageError
 from benchmark.registry import Registry
 
 VALIDATION_SEED = 20210612  # fixed: the held-out split never depends on the run's seed
+TRAIN_SUBSET_SEED = 20210613  # fixed: a `train_size` subset is the same for every strategy and seed
 
 
 @dataclasses.dataclass
@@ -244,3 +245,54 @@ def load(name: str, data_dir: Path, val_fraction: float, download: bool = True) 
         mirror_invariant=dataset.mirror_invariant,
         verified=verified,
     )
+
+
+# --- training subsets (`train_size`) --------------------------------------------------------------------
+
+
+def train_subset_index(labels: torch.Tensor, train_size: str) -> torch.Tensor | None:
+    """Indices of the `train_size` subset ("N" images or "P%"), or None for "" (the whole split).
+
+    Class-stratified and fixed: each class is shuffled with `TRAIN_SUBSET_SEED`, its k-th example gets the
+    key k / class size, and the N smallest keys are kept. So every class is present once N >= classes,
+    classes keep their shares (to within one image), and a smaller subset lies inside a larger one.
+    """
+    if not train_size:
+        return None
+    count = _subset_count(len(labels), train_size)
+    classes = labels.unique()
+    if count < len(classes) or count > len(labels):
+        raise UsageError(
+            f"train_size {train_size} means {count} images; it must be between the {len(classes)} classes "
+            f"and the {len(labels)} training images"
+        )
+    generator = torch.Generator().manual_seed(TRAIN_SUBSET_SEED)
+    keys = torch.empty(len(labels), dtype=torch.float64)
+    cpu_labels = labels.cpu()
+    for label in classes.cpu():
+        members = (cpu_labels == label).nonzero().flatten()
+        shuffled = members[torch.randperm(len(members), generator=generator)]
+        keys[shuffled] = torch.arange(len(members), dtype=torch.float64) / len(members)
+    # Stable sort: equal keys keep index order, so ties break the same way every time.
+    chosen = torch.sort(keys, stable=True).indices[:count]
+    return chosen.sort().values.to(labels.device)
+
+
+def _subset_count(available: int, train_size: str) -> int:
+    if train_size.endswith("%"):
+        return round(float(train_size[:-1]) / 100 * available)
+    return int(train_size)
+
+
+def train_count(splits: Splits, train_size: str) -> int:
+    """Training images a run with this `train_size` uses."""
+    index = train_subset_index(splits.train.labels, train_size)
+    return len(splits.train) if index is None else len(index)
+
+
+def train_subset(splits: Splits, train_size: str) -> Splits:
+    """`splits` with its training split cut to the `train_size` subset (validation and test unchanged)."""
+    index = train_subset_index(splits.train.labels, train_size)
+    if index is None:
+        return splits
+    return dataclasses.replace(splits, train=Split(splits.train.images[index], splits.train.labels[index]))

@@ -1,8 +1,9 @@
 """One cell: prepare the strategy's model, train, select on validation, evaluate, measure.
 
-The loop reads top to bottom: set-up, epochs (train, validate, keep the best, checkpoint), the
-validation-selected model's test evaluation, outcome. It never branches on a strategy's name: what a
-method needs of the loop comes through the strategy's hooks (`split`, `extra_loss`, `on_step_end`).
+The loop reads top to bottom: set-up, epochs (train, validate, keep the best, checkpoint; stop early
+when validation stops improving), the validation-selected model's test evaluation, outcome. It never
+branches on a strategy's name: what a method needs of the loop comes through the strategy's hooks
+(`split`, `extra_loss`, `on_step_end`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ from torch.nn.parallel import DistributedDataParallel
 from benchmark import checkpoint
 from benchmark.backbone import Backbone
 from benchmark.config import RunConfig
-from benchmark.data import Splits
+from benchmark.data import Splits, train_subset
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged
 from benchmark.evaluate import Tally
 from benchmark.inputs import Inputs, SharedTrunkOutputs, evaluate
 from benchmark.measure import PeakMemory, Stopwatch
-from benchmark.pipeline import Pipeline, epoch_order, steps_per_epoch
+from benchmark.pipeline import Pipeline, epoch_order
 from benchmark.prepare import Prepared, prepare_model
 from benchmark.store import checkpoint_path
 from benchmark.training import (
     Stepper,
+    StepPlan,
     augmentation_generator,
     make_optimizer,
     make_scheduler,
@@ -72,6 +74,7 @@ def run(
     """Train and evaluate one cell. `backbone` is fresh for this run; the seed was set before it was made.
     `shared_trunks` holds frozen trunks' outputs from earlier cells of the sweep."""
     dist, train, num_classes = dist or Dist(), cfg.train, len(splits.class_names)
+    splits = train_subset(splits, train.train_size)
     prepared = prepare_model(cfg.strategy, cfg.options, backbone.model)
     prepared.model.to(device)
     memory, watches = PeakMemory(device), Watches.on(device)
@@ -83,9 +86,9 @@ def run(
     cached = inputs.cache_trunk_outputs(watches.train, watches.eval, watches.cache, shared_trunks)
     module = _wrap(prepared.trainable, dist, device, compile_model)
     optimizer = make_optimizer(prepared.model, train, device)
-    steps = steps_per_epoch(len(splits.train), train.batch_size)
-    scheduler = make_scheduler(optimizer, round(train.warmup_epochs * steps), train.epochs * steps)
-    step = Stepper(module, prepared, optimizer, scheduler, train, cfg.precision, device, train.epochs * steps)
+    plan = StepPlan.of(train, len(splits.train))
+    scheduler = make_scheduler(optimizer, plan.warmup_steps, plan.total_steps, train.schedule)
+    step = Stepper(module, prepared, optimizer, scheduler, train, cfg.precision, device, plan.total_steps)
     ckpt = checkpoint_path(cfg.results_dir, cfg.config_hash)
     progress = checkpoint.load(ckpt, cfg.config_hash, prepared, optimizer, scheduler)
     watches.train.seconds += progress.train_seconds
@@ -95,14 +98,17 @@ def run(
         prepared.trainable.eval()
         return evaluate(prepared.trainable, inputs, "val", num_classes, dist)
 
-    for epoch in range(progress.epoch + 1, train.epochs + 1):
+    for epoch in range(progress.epoch + 1, plan.epochs + 1):
+        if _stops_early(progress, train.early_stop):  # checked first: a resumed run may have stopped
+            break
         with watches.train:
             seconds_before = watches.train.seconds
-            train_loss, train_top1 = _train_epoch(step, inputs, cfg, epoch, dist)
+            train_loss, train_top1 = _train_epoch(step, inputs, cfg, epoch, dist, plan.steps_in(epoch))
         if not math.isfinite(train_loss):
             raise Diverged(f"non-finite training loss in epoch {epoch}")
         with watches.eval:
             val = validate()
+        scheduler.validated(val.loss)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -128,10 +134,11 @@ def run(
             if progress.best_epoch == progress.epoch
             else evaluate(prepared.trainable, inputs, "test", num_classes, dist)
         )
-    trained_images = train.epochs * steps * _images_per_step(train.batch_size, len(splits.train), dist)
+    steps_taken = plan.steps_until(progress.epoch)
+    trained_images = steps_taken * _images_per_step(train.batch_size, len(splits.train), dist)
     row = (
         _outcome_columns(test, progress)
-        | {"test_top1_last_epoch": last.top1}
+        | {"test_top1_last_epoch": last.top1, "early_stopped": progress.epoch < plan.epochs}
         | _cost_columns(prepared, watches, memory, trained_images)
         | {"trunk_cached": bool(cached), "trunk_cache_reused": cached == "reused"}
         | {"compiled": compile_model, "img_size": backbone.img_size}
@@ -145,10 +152,15 @@ def _wrap(trainable: nn.Module, dist: Dist, device: torch.device, compile_model:
     return torch.compile(module) if compile_model else module
 
 
+def _stops_early(progress: checkpoint.Progress, patience: int) -> bool:
+    """`patience` validations (one per epoch) in a row without a better validation top-1; 0 is off."""
+    return patience > 0 and progress.epoch - progress.best_epoch >= patience
+
+
 def _train_epoch(
-    step: Stepper, inputs: Inputs, cfg: RunConfig, epoch: int, dist: Dist
+    step: Stepper, inputs: Inputs, cfg: RunConfig, epoch: int, dist: Dist, steps: int
 ) -> tuple[float, float]:
-    """Mean training loss and accuracy over the epoch's batches, summed over processes."""
+    """Mean training loss and accuracy over the epoch's first `steps` batches, summed over processes."""
     device, labels = inputs.device, inputs.splits.train.labels
     step.prepared.trainable.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -156,7 +168,8 @@ def _train_epoch(
     seen = 0
     order = order_generator(cfg.seed, epoch - 1)
     augmentation = augmentation_generator(cfg.seed, epoch - 1, dist.rank, device)
-    for index in epoch_order(len(labels), cfg.train.batch_size, order, dist.rank, dist.world_size, device):
+    batches = epoch_order(len(labels), cfg.train.batch_size, order, dist.rank, dist.world_size, device)
+    for index in batches[:steps]:
         loss, logits = step(inputs.batch("train", index, augmentation), labels[index])
         # Accumulated on the device: no host synchronisation inside the loop.
         loss_sum += loss.double() * len(index)

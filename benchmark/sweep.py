@@ -142,7 +142,7 @@ def identity_row(cell: RunConfig, splits: data.Splits, device: torch.device, dis
         "dataset": cell.dataset,
         "data_source": splits.source,
         "data_verified": splits.verified,
-        "n_train": len(splits.train),
+        "n_train": data.train_count(splits, cell.train.train_size),
         "n_val": len(splits.val),
         "n_test": len(splits.test),
         "num_classes": len(splits.class_names),
@@ -260,6 +260,8 @@ def execute(
     splits = data.load(first.dataset, first.data_dir, first.val_fraction, options.download).to(device)
     if dist.is_main:
         dist.barrier()
+    for cell in pending:  # a train_size the data cannot give fails here, before anything is written
+        data.train_count(splits, cell.train.train_size)
     source = BackboneSource(len(splits.class_names))
     for cell in pending:
         source.preload(cell)
@@ -359,6 +361,6 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
 
 def _epoch_line(record: dict, cell: RunConfig) -> str:
     return (
-        f"  epoch {record['epoch']}/{cell.train.epochs}  train loss {record['train_loss']:.4f}  "
+        f"  epoch {record['epoch']}{'' if cell.train.steps else f'/{cell.train.epochs}'}  train loss {record['train_loss']:.4f}  "
         f"val top-1 {record['val_top1']:.2%}  ({record['train_seconds']:.1f} s)"
     )
