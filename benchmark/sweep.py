@@ -360,7 +360,8 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
 
 
 def _epoch_line(record: dict, cell: RunConfig) -> str:
+    of_epochs = "" if cell.train.steps else f"/{cell.train.epochs}"  # with --steps, the last epoch is partial
     return (
-        f"  epoch {record['epoch']}{'' if cell.train.steps else f'/{cell.train.epochs}'}  train loss {record['train_loss']:.4f}  "
+        f"  epoch {record['epoch']}{of_epochs}  train loss {record['train_loss']:.4f}  "
         f"val top-1 {record['val_top1']:.2%}  ({record['train_seconds']:.1f} s)"
     )
