@@ -472,9 +472,10 @@ def command_list(args: argparse.Namespace) -> int:
     if args.markdown:
         print(strategy_markdown())
         return 0
-    out = Console()
+    out = Console() if Console().is_terminal else Console(width=200)  # a pipe or file gets whole lines
     table = Table(title="Strategies")
-    for column in ("name", "family", "what it trains", "options", "training defaults", "source"):
+    table.add_column("name", no_wrap=True)
+    for column in ("family", "what it trains", "options", "training defaults", "source"):
         table.add_column(column, overflow="fold")
     for name in strategies.names():
         strategy = strategy_class(name)
