@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from strategies import register
+from strategies._trunk import require_timm_classifier
 from strategies.base import Strategy, freeze, unfreeze
+
+# Every nn.Linear and ungrouped nn.Conv2d except the classifier: LoRA's dense layers generalised to
+# models without attention. Grouped (depthwise) convolutions are left out: peft needs the rank to
+# be divisible by their groups.
+DENSE_LAYERS = "dense"
+
+
+def dense_layer_names(model: nn.Module) -> list[str]:
+    """Names of the model's nn.Linear and ungrouped nn.Conv2d layers, the classifier excepted."""
+    classifier = require_timm_classifier(model, "lora")
+    return [
+        name
+        for name, module in model.named_modules()
+        if module is not classifier
+        and (isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1))
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,7 +34,9 @@ class LoraOptions:
     r: int = 8  # rank of the update
     alpha: float = 16.0  # the update is scaled by alpha / r
     dropout: float = 0.0  # dropout on the adapter's input
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    # Module names to adapt; timm's ViTs fuse q, k and v into `qkv`. On a model without a `qkv`
+    # module (ResNet, ConvNeXt), the default adapts DENSE_LAYERS instead; pass it explicitly too.
+    targets: tuple[str, ...] = ("qkv",)
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -33,7 +53,10 @@ class LoraOptions:
 class Lora(Strategy):
     name = "lora"
     family = "reparameterised"
-    description = "peft LoRA on the attention projections (fused qkv), frozen backbone, new head trainable"
+    description = (
+        "peft LoRA on the attention projections (fused qkv; without qkv, every dense layer), frozen "
+        "backbone, new head trainable"
+    )
     Options = LoraOptions
     defaults = {
         "optimizer": "adamw",
@@ -50,13 +73,23 @@ class Lora(Strategy):
         "PEFT protocol (Zhang et al. 2022, NOAH)"
     )
 
+    def _targets(self, model: nn.Module) -> list[str] | str:
+        targets = list(self.options.targets)
+        default = targets == list(LoraOptions.targets) and not any(
+            name.split(".")[-1] == "qkv" for name, _ in model.named_modules()
+        )
+        if targets == [DENSE_LAYERS] or default:
+            # A full-match pattern: peft's list matching is by name suffix, which is not exact here.
+            return "|".join(re.escape(name) for name in dense_layer_names(model)) or DENSE_LAYERS
+        return targets
+
     def prepare(self, model: nn.Module) -> nn.Module:
         freeze(model)
         config = LoraConfig(
             r=self.options.r,
             lora_alpha=self.options.alpha,
             lora_dropout=self.options.dropout,
-            target_modules=list(self.options.targets),
+            target_modules=self._targets(model),
         )
         try:
             model = inject_adapter_in_model(config, model)
