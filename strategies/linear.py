@@ -3,8 +3,8 @@
 Follows MAE's linear probe (He et al. 2022, App. A.2): the head is `BatchNorm1d(affine=False,
 eps=1e-6)` then `Linear`. The normalisation has no parameters, so the trainable count is the
 Linear's alone; it standardises each feature with the training batches' statistics (running
-averages at evaluation), as dinov2 and the VTAB linear evaluations standardise features, which
-makes the problem well conditioned for the optimiser whatever the backbone's feature scales are.
+averages at evaluation), as dinov2 and the VTAB linear evaluations standardise features, so that
+no feature's scale slows the optimiser down (correlated features remain: see `source`).
 Its running statistics are buffers of the trainable part (the runner keeps them with the weights).
 
 Works on any timm classifier: the trunk is `forward_head(forward_features(x), pre_logits=True)`,
@@ -26,6 +26,8 @@ class ProbeHead(nn.Sequential):
     """Non-affine BatchNorm1d then the model's own Linear classifier (MAE's linear-probe head)."""
 
     def __init__(self, linear: nn.Linear) -> None:
+        # momentum=None: a cumulative average. The trunk is frozen, so the features are fixed and the
+        # running statistics become the training set's exact mean and variance (MAE: momentum 0.1).
         norm = nn.BatchNorm1d(
             linear.in_features, affine=False, eps=BATCHNORM_EPS, momentum=None, device=linear.weight.device
         )
@@ -36,7 +38,7 @@ class ProbeHead(nn.Sequential):
 class Linear(Strategy):
     name = "linear"
     family = "probe"
-    description = "frozen backbone; train only a new head (non-affine BatchNorm + Linear) on the pooled features"
+    description = "frozen backbone; a new head (non-affine BatchNorm + Linear) on the pooled features"
     # No augmentation, so the runner computes each image's features once and trains the head on them.
     defaults = {
         "optimizer": "muon",
@@ -49,12 +51,22 @@ class Linear(Strategy):
         "augment": False,
     }
     source = (
-        "MAE's linear probe (He et al. 2022, App. A.2, Table 9): BatchNorm without affine before the "
-        "head, base lr 0.1, momentum 0.9, no weight decay, 10 warm-up and 90 epochs, cosine decay, no "
-        "clipping; departs from it with SGD instead of LARS (one layer, so LARS's per-layer scaling is "
-        "moot), lr 0.1 not scaled by batch/256, batch 128 instead of 16384, and no augmentation so "
-        "that features are computed once"
+        "MAE's linear probe (He et al. 2022, App. A.2, Table 9): non-affine BatchNorm before the head, "
+        "no weight decay, 90 epochs, cosine decay, no clipping. Departs from it: timm's Muon (Jordan et "
+        "al. 2024; AdamW for the bias) at lr 0.1 instead of LARS at base lr 0.1, because on "
+        "ill-conditioned features (a random ViT's: effective rank ~19 of 192) SGD/LARS/AdamW at batch "
+        "64 reached 82-87% in 240 steps where Muon reached 89-90% (logistic regression: 91.4%); batch "
+        "128 not 16384; 1 warm-up epoch not 10 (runs of 12 epochs must not spend them warming up); "
+        "BatchNorm statistics averaged over all batches (momentum None: the cached features are "
+        "fixed, so this is the training set's exact mean and variance); no augmentation so that "
+        "features are computed once"
     )
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        # Muon's lr is not AdamW's: on the digits probe lr 0.05-0.2 all came within 2 points of
+        # logistic regression, 0.3 fell 3 points short.
+        return {"lr": (0.03, 0.1, 0.3)}
 
     def prepare(self, model: nn.Module) -> nn.Module:
         classifier = require_timm_classifier(model, self.name)
