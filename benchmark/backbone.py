@@ -80,7 +80,11 @@ def _create(
     kwargs = dict(model_args) | ({"img_size": img_size} if img_size else {})
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, **kwargs)
-    except TypeError as error:  # an unknown keyword from --model-arg
+    except TypeError as error:  # an unknown keyword from --model-arg, or img_size
+        if "img_size" in str(error) and "img_size" not in model_args:
+            # Convolutional networks (ResNet, ConvNeXt) take any resolution and have no img_size:
+            # --img-size then only sets the input pipeline's resolution.
+            return _create(name, num_classes, None, model_args, pretrained)
         raise UsageError(f"model {name} does not accept these --model-arg values: {error}") from None
 
 

@@ -1,38 +1,85 @@
-"""Linear probe (feature extraction): a new head on the frozen backbone's pooled features."""
+"""Linear probe (feature extraction): a new linear head on the frozen backbone's standardised features.
+
+Follows MAE's linear probe (He et al. 2022, App. A.2): the head is `BatchNorm1d(affine=False,
+eps=1e-6)` then `Linear`. The normalisation has no parameters, so the trainable count is the
+Linear's alone; it standardises each feature with the training batches' statistics (running
+averages at evaluation), as dinov2 and the VTAB linear evaluations standardise features, so that
+no feature's scale slows the optimiser down (correlated features remain: see `source`).
+Its running statistics are buffers of the trainable part (the runner keeps them with the weights).
+
+Works on any timm classifier: the trunk is `forward_head(forward_features(x), pre_logits=True)`,
+run once per image and cached when there is no augmentation.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from strategies import register
+from strategies._trunk import module_name, require_timm_classifier, split_at_classifier
 from strategies.base import Split, Strategy, freeze, unfreeze
-from strategies.vit import require_vit, split_features
+
+BATCHNORM_EPS = 1e-6  # MAE's main_linprobe.py: BatchNorm1d(affine=False, eps=1e-6)
+
+
+class ProbeHead(nn.Sequential):
+    """Non-affine BatchNorm1d then the model's own Linear classifier (MAE's linear-probe head)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        # momentum=None: a cumulative average. The trunk is frozen, so the features are fixed and the
+        # running statistics become the training set's exact mean and variance (MAE: momentum 0.1).
+        norm = nn.BatchNorm1d(
+            linear.in_features, affine=False, eps=BATCHNORM_EPS, momentum=None, device=linear.weight.device
+        )
+        super().__init__(norm, linear)
 
 
 @register
 class Linear(Strategy):
     name = "linear"
     family = "probe"
-    description = "frozen backbone; train only a new head on the pooled features"
+    description = "frozen backbone; a new head (non-affine BatchNorm + Linear) on the pooled features"
     # No augmentation, so the runner computes each image's features once and trains the head on them.
     defaults = {
-        "optimizer": "momentum",
-        "lr": 0.01,
+        "optimizer": "muon",
+        "lr": 0.1,
         "weight_decay": 0.0,
-        "epochs": 10,
+        "epochs": 90,
         "batch_size": 128,
         "warmup_epochs": 1.0,
+        "clip_grad_norm": 0.0,
         "augment": False,
     }
     source = (
-        "SGD with momentum 0.9, no weight decay, cosine schedule: the ViT paper's fine-tuning "
-        "protocol (Dosovitskiy et al. 2021, App. B.1.1) applied to the head alone"
+        "MAE's linear probe (He et al. 2022, App. A.2, Table 9): non-affine BatchNorm before the head, "
+        "no weight decay, 90 epochs, cosine decay, no clipping. Departs from it: timm's Muon (Jordan et "
+        "al. 2024; AdamW for the bias) at lr 0.1 instead of LARS at base lr 0.1, because on "
+        "ill-conditioned features (a random ViT's: effective rank ~19 of 192) SGD/LARS/AdamW at batch "
+        "64 reached 82-87% in 240 steps where Muon reached 89-90% (logistic regression: 91.6%); batch "
+        "128 not 16384; 1 warm-up epoch not 10 (runs of 12 epochs must not spend them warming up); "
+        "BatchNorm statistics averaged over all batches (momentum None: the cached features are "
+        "fixed, so this is the training set's exact mean and variance); no augmentation so that "
+        "features are computed once"
     )
 
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        # Muon's lr is not AdamW's: on the digits probe lr 0.05-0.2 all came within 2 points of
+        # logistic regression, 0.3 fell 3 points short.
+        return {"lr": (0.03, 0.1, 0.3)}
+
     def prepare(self, model: nn.Module) -> nn.Module:
+        classifier = require_timm_classifier(model, self.name)
         freeze(model)
+        if not isinstance(classifier, ProbeHead):
+            if not isinstance(classifier, nn.Linear):
+                raise ValueError(
+                    f"strategy 'linear' needs a model whose classifier is one nn.Linear; "
+                    f"got {type(classifier).__name__}"
+                )
+            model.set_submodule(module_name(model, classifier), ProbeHead(classifier))
         unfreeze(model.get_classifier())
         return model
 
     def split(self, model: nn.Module) -> Split:
-        return split_features(require_vit(model, self.name))
+        return split_at_classifier(model, self.name)

@@ -1,52 +1,88 @@
-"""LoRA (Hu et al. 2021): low-rank updates to the attention projections, via peft; new head trainable."""
+"""LoRA (Hu et al. 2021): low-rank updates of existing weights, via peft; frozen backbone, new head trainable.
+
+On a ViT the default adapts the attention projections: timm fuses q, k and v into one `qkv` layer, so that
+layer is adapted whole. On a model without a `qkv` module (ResNet, ConvNeXt) the default adapts every
+dense layer instead: each nn.Linear and ungrouped nn.Conv2d except the classifier (grouped, depthwise
+convolutions are left out: peft needs the rank to divide their groups). `targets=dense` asks for that on
+any model.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from typing import ClassVar
 
 from peft import LoraConfig
 from torch import nn
 
 from strategies import register
-from strategies._peft import (
-    check_at_least_one,
-    check_dropout,
-    check_positive,
-    check_targets,
-    inject,
-)
+from strategies._peft import check_at_least_one, check_dropout, check_positive, check_targets, inject
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._trunk import require_timm_classifier
 from strategies.base import Strategy
+
+DENSE_LAYERS = "dense"
+
+
+def dense_layer_names(model: nn.Module, strategy: str) -> list[str]:
+    """Names of the model's nn.Linear and ungrouped nn.Conv2d layers, the classifier excepted."""
+    classifier = require_timm_classifier(model, strategy)
+    return [
+        name
+        for name, module in model.named_modules()
+        if module is not classifier
+        and (isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1))
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
 class LoraOptions:
+    strategy: ClassVar[str] = "lora"  # for messages
     r: int = 8  # rank of the update
     alpha: float = 16.0  # the update is scaled by alpha / r
     dropout: float = 0.0  # dropout on the adapter's input
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    targets: tuple[str, ...] = ("qkv",)  # module names to adapt, or `dense` (see the module docstring)
 
     def __post_init__(self) -> None:
-        check_at_least_one("lora.r", self.r)
-        check_positive("lora.alpha", self.alpha)
-        check_dropout("lora.dropout", self.dropout)
-        check_targets("lora.targets", self.targets)
+        check_at_least_one(f"{self.strategy}.r", self.r)
+        check_positive(f"{self.strategy}.alpha", self.alpha)
+        check_dropout(f"{self.strategy}.dropout", self.dropout)
+        check_targets(f"{self.strategy}.targets", self.targets)
 
 
 @register
 class Lora(Strategy):
     name = "lora"
     family = "reparameterised"
-    description = "peft LoRA on the attention projections (fused qkv), frozen backbone, new head trainable"
+    description = (
+        "peft LoRA on the attention projections (fused qkv; without qkv, every dense layer), frozen "
+        "backbone, new head trainable"
+    )
     Options = LoraOptions
     defaults = PEFT_PROTOCOL
     source = f"r=8, alpha=16 as in Hu et al. 2021; {PEFT_PROTOCOL_SOURCE}"
+    use_dora: ClassVar[bool] = False
+
+    def _targets(self, model: nn.Module) -> list[str]:
+        targets = list(self.options.targets)
+        has_qkv = any(name.split(".")[-1] == "qkv" for name, _ in model.named_modules())
+        if targets == [DENSE_LAYERS] or (targets == list(LoraOptions.targets) and not has_qkv):
+            return dense_layer_names(model, self.name)
+        return targets
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        targets = self._targets(model)
         config = LoraConfig(
             r=self.options.r,
             lora_alpha=self.options.alpha,
             lora_dropout=self.options.dropout,
-            target_modules=list(self.options.targets),
+            # Dense layers by exact name: peft matches a list by name suffix, which is not exact here.
+            target_modules=targets if targets == list(self.options.targets) else _full_match(targets),
+            use_dora=self.use_dora,
         )
-        return inject(self.name, config, model, self.options.targets)
+        return inject(self.name, config, model, targets)
+
+
+def _full_match(names: list[str]) -> str:
+    return "|".join(re.escape(name) for name in names)

@@ -53,20 +53,6 @@ class _Suffix(nn.Module):
         return self.head(self.head_drop(self.fc_norm(x)))
 
 
-class _Head(nn.Module):
-    def __init__(self, vit: VisionTransformer) -> None:
-        super().__init__()
-        self.head_drop, self.head = vit.head_drop, vit.head
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_drop(features))
-
-
-def split_features(vit: VisionTransformer) -> Split:
-    """Trunk: the whole backbone up to the pooled features; rest: the head."""
-    return Split(trunk=_Prefix(vit, len(vit.blocks), pooled=True), rest=_Head(vit))
-
-
 def split_blocks(vit: VisionTransformer, n_frozen_blocks: int) -> Split:
     """Trunk: embeddings and the first `n_frozen_blocks` blocks; rest: everything after."""
     return Split(trunk=_Prefix(vit, n_frozen_blocks, pooled=False), rest=_Suffix(vit, n_frozen_blocks))
