@@ -47,7 +47,7 @@ class SharedTrunkOutputs:
 
 
 def _digest(tensor: torch.Tensor) -> bytes:
-    return tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def free_memory_bytes(device: torch.device) -> int:

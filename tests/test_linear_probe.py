@@ -67,7 +67,7 @@ def test_linear_probe_matches_logistic_regression(tmp_path: Path):
     features, model = _features(splits)
 
     # Same initialisation as the run: every frozen parameter equals the run's rebuilt model's.
-    ran = trained.load(next((results / "weights").glob("*.safetensors")))
+    ran = trained.load(next((results / "weights").glob("*.safetensors"))).model
     ran_params = dict(ran.named_parameters())
     for name, param in model.named_parameters():
         if not param.requires_grad:
