@@ -156,9 +156,9 @@ def _tokens(key: str, value: Any, action: argparse.Action) -> list[str]:
             return [flag] if value else []
         return [flag] if value else ["--no-" + flag[2:]]
     takes_pairs = "=" in str(action.metavar or "")  # KEY=VALUE flags: --set, --model-arg, --search
-    if kind == "append" and (isinstance(value, dict) or takes_pairs):
+    if kind == "append" and (isinstance(value, dict) or (takes_pairs and not isinstance(value, (str, list)))):
         return [token for pair in _pairs(key, value) for token in (flag, pair)]
-    if kind == "append":
+    if kind == "append":  # a word (`search: default`) or a list of them, each given to the flag as it is
         items = value if isinstance(value, list) else [value]
         return [token for item in items for token in (flag, _scalar(key, item, action))]
     if key in COMMA_LISTS and isinstance(value, list):
