@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import json
 import os
-import sys
+import shlex
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +48,7 @@ class Sweep:
 
     args: argparse.Namespace
     resolved: dict[str, Any]
+    command: list[str]  # the `run` command line as given, --config included
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -276,7 +277,7 @@ def recorded(sweep: Sweep, results_dir: Path, cell_hashes: list[str]) -> Iterato
     path = Path(results_dir) / "experiments" / f"{digest}.yaml"
     header = (
         f"Resolved configuration {digest}: rerun with python -m benchmark run --config {path}\n"
-        f"Command: python -m benchmark {' '.join(sys.argv[1:])}\n"
+        f"Command: python -m benchmark run {shlex.join(sweep.command)}\n"
         f"Cells (config_hash): {', '.join(cell_hashes)}"
     )
     created = [each for each in (path, *path.parents) if not each.exists()]  # the file, then new folders
@@ -296,4 +297,4 @@ def sweeps(parser: argparse.ArgumentParser, tokens: list[str], args: argparse.Na
     """The sweeps of a `run` command: one from the command line, or one per product cell of --config."""
     token_lists = [tokens] if args.config is None else file_sweeps(args.config, parser, tokens)
     namespaces = [args] if args.config is None else [parser.parse_args(each) for each in token_lists]
-    return [Sweep(each, resolved(each, parser)) for each in namespaces]
+    return [Sweep(each, resolved(each, parser), tokens) for each in namespaces]

@@ -147,6 +147,7 @@ def test_resolved_config_is_stored_and_reruns_the_same_cell(workdir, capsys):
     stored = list((workdir / "results" / "experiments").glob("*.yaml"))
     assert len(stored) == 1
     resolved = yaml.safe_load(stored[0].read_text())
+    assert f"# Command: python -m benchmark run --config {config} --epochs 2\n" in stored[0].read_text()
     assert (resolved["epochs"], resolved["lr"], resolved["strategies"]) == (2, 0.0003, "linear")
     assert resolved["model_arg"] == TINY and resolved["set"] == {"linear": {"weight_decay": 0.01}}
     assert resolved["augment"] is False and "force" not in resolved and "dry_run" not in resolved
