@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,13 @@ def _add_run(commands, parents: list[Parser]) -> None:
         parents=parents,
         allow_abbrev=False,
         help="train and evaluate strategies; one parquet row per run",
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE.yaml",
+        help="an experiment file: YAML keys are these flags' names (lr, batch_size, set, search, ...), plus "
+        "lists under datasets, models, train_sizes (one sweep each); flags given here win over the file",
     )
     run.add_argument("--dataset", default="cifar10", help=f"one of {', '.join(data.DATASETS.names())}")
     run.add_argument(
@@ -308,34 +316,38 @@ def spec_from_args(args: argparse.Namespace):
 def command_run(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmark import distributed, store, sweep
+    from benchmark import distributed, experiment, store, sweep
 
-    spec = spec_from_args(args)
+    runs: list[experiment.Sweep] = args.sweeps  # one per dataset x model x train size of an experiment file
+    args = runs[0].args  # the sweeps differ only in dataset, model and train size
+    specs = [spec_from_args(each.args) for each in runs]
     try:
         device = distributed.resolve_device(args.device)
     except (RuntimeError, ValueError) as error:
         raise UsageError(
             f"--device {args.device} is not usable here ({error}); valid: auto, cpu, cuda, cuda:N"
         ) from None
-    spec.device = str(device)
     # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
     # MB per layer and allocating them costs more than it saves (measured: 1.48x slower than batch 64).
     default_eval_batch = CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
-    spec.eval_batch_size = default_eval_batch if args.eval_batch_size is None else args.eval_batch_size
-    if spec.eval_batch_size < 1:
-        raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
-    spec.precision = _precision(args.precision, device)
-    cells = sweep.expand(spec)
-    plans = [sweep.plan(cell) for cell in cells]  # validates every cell against the architecture
+    for spec in specs:
+        spec.device = str(device)
+        spec.eval_batch_size = default_eval_batch if args.eval_batch_size is None else args.eval_batch_size
+        if spec.eval_batch_size < 1:
+            raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
+        spec.precision = _precision(args.precision, device)
+    cells = [sweep.expand(spec) for spec in specs]
+    plans = [[sweep.plan(cell) for cell in each] for each in cells]  # validates every cell first
     if args.dry_run:
-        _print_plan(plans, as_json=args.json)
+        _print_plans(plans, specs, as_json=args.json)
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run")
-    store.check_writable(spec.results_dir)
+    store.check_writable(args.results_dir)
     dist = distributed.from_environment(device)
     log = (lambda text: console.print(text, markup=False)) if dist.is_main else (lambda text: None)
     torch.backends.cuda.matmul.allow_tf32 = True
+    exit_code = 0
     try:
         options = sweep.ExecuteOptions(
             force=args.force,
@@ -343,21 +355,43 @@ def command_run(args: argparse.Namespace) -> int:
             download=not args.no_download,
             compile_model=args.compile,
         )
-        result = sweep.execute(cells, device, dist, log, options)
+        for each, spec, its_cells in zip(runs, specs, cells, strict=True):
+            hashes = [cell.config_hash for cell in its_cells]
+            with (
+                experiment.recorded(each, spec.results_dir, hashes) if dist.is_main else nullcontext() as path
+            ):
+                log(f"experiment: {path}")
+                result = sweep.execute(its_cells, device, dist, log, options)
+            counts = (
+                ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing run"
+            )
+            log(
+                f"done: {counts}; {result.skipped} skipped as already done; "
+                f"{result.busy} left to other processes"
+            )
+            exit_code = max(exit_code, result.exit_code)  # 130 (cancelled) > 1 (failed) > 0
+            if result.exit_code == 130:
+                break
     finally:
         distributed.shutdown()
-    counts = (
-        ", ".join(f"{count} {status}" for status, count in sorted(result.statuses.items())) or "nothing run"
-    )
-    log(f"done: {counts}; {result.skipped} skipped as already done; {result.busy} left to other processes")
-    return result.exit_code
+    return exit_code
 
 
-def _print_plan(plans: list[dict], as_json: bool) -> None:
+def _print_plans(plans: list[list[dict]], specs: list, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(plans, indent=2))
+        print(json.dumps([item for each in plans for item in each], indent=2))
         return
-    table = Table(title="Plan (nothing is run or written)")
+    for each, spec in zip(plans, specs, strict=True):
+        title = "Plan (nothing is run or written)"
+        if len(specs) > 1:
+            size = spec.train_flags.get("train_size")
+            title = f"Plan for {spec.dataset}, {spec.model}" + (f", train size {size}" if size else "")
+            title += " (nothing is run or written)"
+        _print_plan(each, title)
+
+
+def _print_plan(plans: list[dict], title: str) -> None:
+    table = Table(title=title)
     for column in ("strategy", "seed", "trainable", "excl. head", "total", "epochs", "lr", "optimizer"):
         table.add_column(column, justify="right" if column not in ("strategy", "optimizer") else "left")
     for item in plans:
@@ -561,9 +595,22 @@ def command_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweeps(parser: Parser, argv: list[str], args: argparse.Namespace) -> list:
+    """The run's sweeps: the command line's, or one per (dataset, model, train size) of --config."""
+    from benchmark import experiment
+
+    run_parser = next(
+        action.choices["run"] for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    return experiment.sweeps(run_parser, argv[argv.index("run") + 1 :], args)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command == "run":
+            args.sweeps = _sweeps(parser, sys.argv[1:] if argv is None else argv, args)
         handler = {
             "run": command_run,
             "report": command_report,
