@@ -35,7 +35,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save(fig: plt.Figure, path: Path) -> Path:
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -249,7 +249,7 @@ def render_all(
         where = f"{dataset} · {model}"
         mine = ok[(ok["dataset"] == dataset) & (ok["model"] == model)]
         written.append(
-            _save(
+            save(
                 _scatter(
                     group,
                     styles,
@@ -262,7 +262,7 @@ def render_all(
             )
         )
         written.append(
-            _save(
+            save(
                 _scatter(
                     group,
                     styles,
@@ -275,12 +275,12 @@ def render_all(
             )
         )
         written.append(
-            _save(_costs(group, styles, f"Memory and throughput — {where}"), Path(f"{prefix}costs.png"))
+            save(_costs(group, styles, f"Memory and throughput — {where}"), Path(f"{prefix}costs.png"))
         )
         history = epochs.merge(mine[["run_id", "label"]], on="run_id") if not epochs.empty else pd.DataFrame()
         if not history.empty:
             written.append(
-                _save(
+                save(
                     _learning_curves(history, styles, f"Learning curves — {where}"),
                     Path(f"{prefix}learning_curves.png"),
                 )
@@ -297,7 +297,7 @@ def render_all(
             ]
             best = best.reset_index()
             written.append(
-                _save(
+                save(
                     _confusions(
                         best, confusion, names, f"Confusion matrices (best validation run) — {where}"
                     ),
@@ -305,7 +305,7 @@ def render_all(
                 )
             )
             written.append(
-                _save(
+                save(
                     _per_class(
                         per_class,
                         list(group["label"]),

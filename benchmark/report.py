@@ -273,7 +273,7 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     markdown_text, written = "", []
     if not runs.empty:
-        from benchmark import plots
+        from benchmark import efficiency, plots
 
         table = aggregate(runs)
         table.drop(columns=["cell_hash"]).to_csv(out / "summary.csv", index=False)
@@ -282,6 +282,8 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
             console.print(text_table.rich())
         _print_failures(runs, console)
         written = plots.render_all(runs, table, tables["epochs"], tables["classes"], tables["confusion"], out)
+        if efficiency.differs_in_train_size(runs):  # a data-efficiency sweep: accuracy against training size
+            written.append(plots.save(efficiency.data_efficiency_figure(runs), out / "data_efficiency.png"))
     if not speed.empty:
         speed.to_csv(out / "speed.csv", index=False)
         markdown_text += speed_markdown(speed)

@@ -123,3 +123,16 @@ def test_pareto_front_keeps_only_undominated_cells():
 
     points = pd.DataFrame({"cost": [1, 2, 3, 4], "value": [50, 40, 70, 65]})
     assert pareto_front(points, "cost", "value")["cost"].tolist() == [1, 3]
+
+
+def test_report_draws_accuracy_against_training_size_for_a_data_efficiency_sweep(tmp_path, monkeypatch):
+    from benchmark import cli
+    from tests.conftest import TINY_ARGS
+
+    monkeypatch.chdir(tmp_path)
+    for size in ("50", "100"):
+        argv = ["run", "--strategies", "linear", "--dataset", "digits", *TINY_ARGS, "--no-pretrained"]
+        assert cli.main([*argv, "--epochs", "1", "--device", "cpu", "--train-size", size]) == 0
+    assert cli.main(["report"]) == 0
+    figure = tmp_path / "results" / "report" / "data_efficiency.png"
+    assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
