@@ -243,7 +243,7 @@ def _add_kept_run_commands(commands) -> None:
 
 
 # The offline demo: scikit-learn's real 8x8 digits, upsampled to 32 px, cut into 16 patches of 8 px, for a
-# 4-block, 64-wide ViT trained from random initialisation. One recipe (AdamW) for all strategies, because
+# 2-block, 64-wide ViT trained from random initialisation. One recipe (AdamW) for all strategies, because
 # the strategies' own defaults assume pretrained weights.
 DEMO_ARGS = [
     "--dataset",
@@ -256,7 +256,7 @@ DEMO_ARGS = [
     "--model-arg",
     "patch_size=8",
     "--model-arg",
-    "depth=4",
+    "depth=2",
     "--model-arg",
     "embed_dim=64",
     "--model-arg",
