@@ -130,6 +130,14 @@ def _add_run(commands, parents: list[Parser]) -> None:
         f"{CPU_EVAL_BATCH} on CPU); changes speed, never results",
     )
     run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    run.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="search this hyper-parameter or option (lr, weight_decay, lora.r, ...) on validation with the "
+        "first seed, then run the best point with every seed; 'default': each strategy's own grid; repeatable",
+    )
     run.add_argument("--val-fraction", type=float, help="share of the training set held out for validation")
     run.add_argument("--data-dir", type=Path, default=Path("data"), help="dataset cache (default data)")
     run.add_argument(
@@ -280,6 +288,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def spec_from_args(args: argparse.Namespace):
+    from benchmark import search
     from benchmark.sweep import SweepSpec
 
     if args.no_pretrained and args.weights != "hub":
@@ -288,8 +297,14 @@ def spec_from_args(args: argparse.Namespace):
         raise UsageError(f"--img-size must be a positive number of pixels; got {args.img_size}")
     data.info(args.dataset)
     train_flags = {key: getattr(args, key) for key in TRAIN_KEYS if getattr(args, key) is not None}
+    chosen, overrides, searched = (
+        _strategy_names(args.strategies),
+        _overrides(args.set),
+        search.parse(args.search),
+    )
+    search.check(searched, chosen, train_flags, overrides)
     return SweepSpec(
-        strategies=_strategy_names(args.strategies),
+        strategies=chosen,
         dataset=args.dataset,
         model=args.model,
         weights="none" if args.no_pretrained else args.weights,
@@ -297,18 +312,19 @@ def spec_from_args(args: argparse.Namespace):
         model_args=key_values(args.model_arg, "--model-arg"),
         seeds=int_list(args.seeds, "--seeds"),
         train_flags=train_flags,
-        overrides=_overrides(args.set),
+        overrides=overrides,
         val_fraction=args.val_fraction,
         data_dir=args.data_dir,
         results_dir=args.results_dir,
         shard=shard(args.shard),
+        search=searched,
     )
 
 
 def command_run(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmark import distributed, store, sweep
+    from benchmark import distributed, search, store, sweep
 
     spec = spec_from_args(args)
     try:
@@ -325,10 +341,13 @@ def command_run(args: argparse.Namespace) -> int:
     if spec.eval_batch_size < 1:
         raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
     spec.precision = _precision(args.precision, device)
-    cells = sweep.expand(spec)
+    tuned = _tuned(spec)
+    cells = tuned.search_share() if tuned else sweep.expand(spec)
     plans = [sweep.plan(cell) for cell in cells]  # validates every cell against the architecture
     if args.dry_run:
         _print_plan(plans, as_json=args.json)
+        if tuned:
+            console.print(tuned.describe(), markup=False)
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run")
@@ -343,7 +362,10 @@ def command_run(args: argparse.Namespace) -> int:
             download=not args.no_download,
             compile_model=args.compile,
         )
-        result = sweep.execute(cells, device, dist, log, options)
+        result = sweep.execute(cells, device, dist, log, options, tuned.search_tags() if tuned else None)
+        if tuned and not result.statuses["cancelled"]:
+            final, tags = search.final_stage(tuned, spec.results_dir, dist.is_main, dist.broadcast, log)
+            result = result.merge(sweep.execute(final, device, dist, log, options, tags))
     finally:
         distributed.shutdown()
     counts = (
@@ -351,6 +373,17 @@ def command_run(args: argparse.Namespace) -> int:
     )
     log(f"done: {counts}; {result.skipped} skipped as already done; {result.busy} left to other processes")
     return result.exit_code
+
+
+def _tuned(spec):
+    """A `--search` sweep's two stages, or None for a plain sweep."""
+    from benchmark import search, sweep
+
+    if not spec.search:
+        return None
+    base = sweep.expand(dataclasses.replace(spec, shard=(0, 1), seeds=spec.seeds[:1]))
+    groups = search.build_groups(base, spec.search, spec.train_flags, spec.overrides)
+    return search.TunedSweep(groups, spec.seeds, spec.shard)
 
 
 def _print_plan(plans: list[dict], as_json: bool) -> None:

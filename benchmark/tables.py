@@ -42,3 +42,43 @@ class TextTable:
                 )
             )
         return table
+
+    def latex(self) -> str:
+        """A booktabs tabular (\\toprule, \\midrule, \\bottomrule) for a paper; bold cells in \\textbf{}."""
+        lines = [
+            "\\begin{tabular}{l" + "r" * (len(self.headers) - 1) + "}",
+            "\\toprule",
+            " & ".join(latex_escape(header) for header in self.headers) + " \\\\",
+            "\\midrule",
+        ]
+        for row in range(len(self.rows)):
+            cells = [latex_escape(text) for text in self.rows[row]]
+            cells = [
+                f"\\textbf{{{text}}}" if (row, column) in self.bold else text
+                for column, text in enumerate(cells)
+            ]
+            lines.append(" & ".join(cells) + " \\\\")
+        return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
+
+
+# LaTeX's special characters, and the few symbols the tables use, in text mode.
+LATEX = {
+    "\\": "\\textbackslash{}",
+    "&": "\\&",
+    "%": "\\%",
+    "$": "\\$",
+    "#": "\\#",
+    "_": "\\_",
+    "{": "\\{",
+    "}": "\\}",
+    "~": "\\textasciitilde{}",
+    "^": "\\textasciicircum{}",
+    "±": "$\\pm$",
+    "↑": "$\\uparrow$",
+    "↓": "$\\downarrow$",
+    "·": "$\\cdot$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX.get(character, character) for character in text)
