@@ -81,11 +81,15 @@ def _keys(strategy: str) -> list[str]:
 
 
 def axes_for(search: dict[str, tuple], strategy: str) -> dict[str, tuple]:
-    """This strategy's axes: its own search_space() for 'default', then shared keys, then its own keys."""
-    axes = dict(strategy_class(strategy).search_space()) if DEFAULT in search else {}
-    axes |= {key: values for key, values in search.items() if key != DEFAULT and "." not in key}
-    prefix = strategy + "."
-    axes |= {key[len(prefix) :]: values for key, values in search.items() if key.startswith(prefix)}
+    """This strategy's axes in the order given: 'default' is its own search_space(); a shared key (lr) and
+    its own keys (lora.r) follow, and a later key replaces an earlier axis of the same name."""
+    axes: dict[str, tuple] = {}
+    for key, values in search.items():
+        name, _, option = key.rpartition(".")
+        if key == DEFAULT:
+            axes |= strategy_class(strategy).search_space()
+        elif name in ("", strategy):
+            axes[option] = values
     return axes
 
 
