@@ -249,7 +249,9 @@ def tuned(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     mine = runs[runs["stage"].isin(TUNED_STAGES) & runs["search_space"].notna()]
     keys = ["dataset", "model", "strategy", "search_space"]
-    return pd.DataFrame([_tuned_group(rows) for _, rows in mine.groupby(keys, sort=False)])
+    table = pd.DataFrame([_tuned_group(rows) for _, rows in mine.groupby(keys, sort=False)])
+    # A fixed order, whatever order the runs finished in (shards, resumes).
+    return table.sort_values(["dataset", "model", "strategy"], ignore_index=True, kind="stable")
 
 
 TUNED_HEADERS = ["strategy", "chosen", "points searched", "val top-1 % ↑", "seeds", "test top-1 % ↑"]

@@ -56,22 +56,32 @@ def parse(pairs: list[str]) -> dict[str, tuple]:
 def check(search: dict[str, tuple], strategies: list[str], flags: dict, overrides: dict) -> None:
     """Unknown keys, and keys that a flag or `--set` also fixes, are a UsageError naming the valid keys."""
     for key in search:
-        if key == DEFAULT:
-            continue
         name, sep, option = key.rpartition(".")
-        if not sep and key in TRAIN_KEYS:
-            if key in flags:
-                raise UsageError(f"--{key.replace('_', '-')} and --search {key} both set {key}; give one")
-            continue
-        if sep and name in strategies and option in _keys(name):
-            if option in overrides.get(name, {}):
-                raise UsageError(f"--set {key} and --search {key} both set it; give one")
-            continue
-        per_strategy = "; ".join(f"{name}.{{{', '.join(_keys(name))}}}" for name in strategies)
-        raise UsageError(
-            f"unknown --search key '{key}'. Valid: 'default', a training hyper-parameter "
-            f"({', '.join(TRAIN_KEYS)}), or STRATEGY.KEY for a strategy of this sweep: {per_strategy}"
-        )
+        if key == DEFAULT:
+            for strategy in strategies:
+                for axis in strategy_class(strategy).search_space():
+                    _no_clash(axis, strategy, flags, overrides, f"--search default ({strategy}: {axis})")
+        elif not sep and key in TRAIN_KEYS:
+            for strategy in strategies:
+                _no_clash(key, strategy, flags, overrides, f"--search {key}")
+        elif sep and name in strategies and option in _keys(name):
+            _no_clash(option, name, flags, overrides, f"--search {key}")
+        else:
+            per_strategy = "; ".join(f"{name}.{{{', '.join(_keys(name))}}}" for name in strategies)
+            raise UsageError(
+                f"unknown --search key '{key}'. Valid: 'default', a training hyper-parameter "
+                f"({', '.join(TRAIN_KEYS)}), or STRATEGY.KEY for a strategy of this sweep: {per_strategy}"
+            )
+
+
+def _no_clash(key: str, strategy: str, flags: dict, overrides: dict, searched: str) -> None:
+    """A searched value that a flag or `--set` also fixes would silently win over it: ask for one."""
+    if key in overrides.get(strategy, {}):
+        raise UsageError(f"--set {strategy}.{key} and {searched} both set it; give one")
+    if key in flags and key not in {
+        field.name for field in dataclasses.fields(strategy_class(strategy).Options)
+    }:
+        raise UsageError(f"--{key.replace('_', '-')} and {searched} both set {key}; give one")
 
 
 def _keys(strategy: str) -> list[str]:
@@ -297,6 +307,6 @@ def final_stage(
         log(
             "final stage waits for the search: "
             + "; ".join(missing)
-            + " (run the other shards, then this again)"
+            + ". Rerun this command once they have rows (another shard's share, or a run that failed)"
         )
     return tuned.final_cells(chosen)

@@ -133,20 +133,23 @@ def test_dry_run_prints_the_grid_and_writes_nothing(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "search, message",
+    "extra, message",
     [
-        ("foo=1,2", "unknown --search key 'foo'. Valid: 'default', a training hyper-parameter (epochs,"),
-        ("linear.r=4,8", "unknown --search key 'linear.r'"),
-        ("lr", "--search takes KEY=V1,V2,..."),
+        (["--search", "foo=1,2"], "unknown --search key 'foo'. Valid: 'default', a training hyper-parameter"),
+        (["--search", "linear.r=4,8"], "unknown --search key 'linear.r'"),
+        (["--search", "lr"], "--search takes KEY=V1,V2,..."),
+        (["--search", "epochs=1,1"], "--search epochs lists a value twice"),
+        (["--search", "epochs=1,2", "--epochs", "3"], "--epochs and --search epochs both set epochs"),
+        (["--search", "default", "--set", "bitfit.lr=0.1"], "--set bitfit.lr and --search"),
     ],
 )
-def test_bad_search_key_is_one_line_exit_2(tmp_path, capsys, search, message):
-    argv = tuned_argv(tmp_path / "results", "--search", search)
+def test_bad_search_is_one_line_exit_2(tmp_path, capsys, extra, message):
+    argv = tuned_argv(tmp_path / "results", *extra)
     assert cli.main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
-    if search.startswith("foo"):
-        assert "lr" in lines[0] and "linear.{" in lines[0] and "weight_decay" in lines[0]
+    if "foo=1,2" in extra:  # the valid keys are named
+        assert "(epochs, batch_size, lr," in lines[0] and "linear.{epochs," in lines[0]
     assert not (tmp_path / "results").exists()
 
 
