@@ -248,6 +248,8 @@ def tuned(runs: pd.DataFrame) -> pd.DataFrame:
     if "stage" not in runs:
         return pd.DataFrame()
     mine = runs[runs["stage"].isin(TUNED_STAGES) & runs["search_space"].notna()]
+    if mine.empty:
+        return pd.DataFrame()
     keys = ["dataset", "model", "strategy", "search_space"]
     table = pd.DataFrame([_tuned_group(rows) for _, rows in mine.groupby(keys, sort=False)])
     # A fixed order, whatever order the runs finished in (shards, resumes).
