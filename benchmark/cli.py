@@ -297,14 +297,8 @@ def spec_from_args(args: argparse.Namespace):
         raise UsageError(f"--img-size must be a positive number of pixels; got {args.img_size}")
     data.info(args.dataset)
     train_flags = {key: getattr(args, key) for key in TRAIN_KEYS if getattr(args, key) is not None}
-    chosen, overrides, searched = (
-        _strategy_names(args.strategies),
-        _overrides(args.set),
-        search.parse(args.search),
-    )
-    search.check(searched, chosen, train_flags, overrides)
     return SweepSpec(
-        strategies=chosen,
+        strategies=_strategy_names(args.strategies),
         dataset=args.dataset,
         model=args.model,
         weights="none" if args.no_pretrained else args.weights,
@@ -312,12 +306,12 @@ def spec_from_args(args: argparse.Namespace):
         model_args=key_values(args.model_arg, "--model-arg"),
         seeds=int_list(args.seeds, "--seeds"),
         train_flags=train_flags,
-        overrides=overrides,
+        overrides=_overrides(args.set),
         val_fraction=args.val_fraction,
         data_dir=args.data_dir,
         results_dir=args.results_dir,
         shard=shard(args.shard),
-        search=searched,
+        search=search.parse(args.search),
     )
 
 
@@ -341,7 +335,7 @@ def command_run(args: argparse.Namespace) -> int:
     if spec.eval_batch_size < 1:
         raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
     spec.precision = _precision(args.precision, device)
-    tuned = _tuned(spec)
+    tuned = search.tuned_sweep(spec)
     cells = tuned.search_share() if tuned else sweep.expand(spec)
     plans = [sweep.plan(cell) for cell in cells]  # validates every cell against the architecture
     if args.dry_run:
@@ -362,10 +356,10 @@ def command_run(args: argparse.Namespace) -> int:
             download=not args.no_download,
             compile_model=args.compile,
         )
-        result = sweep.execute(cells, device, dist, log, options, tuned.search_tags() if tuned else None)
-        if tuned and not result.statuses["cancelled"]:
-            final, tags = search.final_stage(tuned, spec.results_dir, dist.is_main, dist.broadcast, log)
-            result = result.merge(sweep.execute(final, device, dist, log, options, tags))
+        if tuned:
+            result = search.execute(tuned, cells, device, dist, log, options)
+        else:
+            result = sweep.execute(cells, device, dist, log, options)
     finally:
         distributed.shutdown()
     counts = (
@@ -373,17 +367,6 @@ def command_run(args: argparse.Namespace) -> int:
     )
     log(f"done: {counts}; {result.skipped} skipped as already done; {result.busy} left to other processes")
     return result.exit_code
-
-
-def _tuned(spec):
-    """A `--search` sweep's two stages, or None for a plain sweep."""
-    from benchmark import search, sweep
-
-    if not spec.search:
-        return None
-    base = sweep.expand(dataclasses.replace(spec, shard=(0, 1), seeds=spec.seeds[:1]))
-    groups = search.build_groups(base, spec.search, spec.train_flags, spec.overrides)
-    return search.TunedSweep(groups, spec.seeds, spec.shard)
 
 
 def _print_plan(plans: list[dict], as_json: bool) -> None:

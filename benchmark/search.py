@@ -283,6 +283,31 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
         return store.read(results_dir, "runs")
 
 
+def tuned_sweep(spec) -> TunedSweep | None:
+    """A `--search` sweep's two stages (a sweep.SweepSpec in), or None for a plain sweep."""
+    from benchmark import sweep
+
+    if not spec.search:
+        return None
+    check(spec.search, spec.strategies, spec.train_flags, spec.overrides)
+    base = sweep.expand(dataclasses.replace(spec, shard=(0, 1), seeds=spec.seeds[:1]))
+    groups = build_groups(base, spec.search, spec.train_flags, spec.overrides)
+    return TunedSweep(groups, spec.seeds, spec.shard)
+
+
+def execute(tuned: TunedSweep, cells: list[RunConfig], device, dist, log: Callable[[str], None], options):
+    """Both stages, as sweep.execute runs a plain sweep: `cells` (this shard's search share) first, then
+    whatever of the final stage the rows on disk allow."""
+    from benchmark import sweep
+
+    result = sweep.execute(cells, device, dist, log, options, tuned.search_tags())
+    if result.statuses["cancelled"]:
+        return result
+    results_dir = tuned.groups[0].cells[0].results_dir
+    final, tags = final_stage(tuned, results_dir, dist.is_main, dist.broadcast, log)
+    return result.merge(sweep.execute(final, device, dist, log, options, tags))
+
+
 def final_stage(
     tuned: TunedSweep,
     results_dir: Path,
