@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from rich.table import Table
 from rich.text import Text
@@ -46,7 +47,7 @@ class TextTable:
     def latex(self) -> str:
         """A booktabs tabular (\\toprule, \\midrule, \\bottomrule) for a paper; bold cells in \\textbf{}."""
         lines = [
-            "\\begin{tabular}{l" + "r" * (len(self.headers) - 1) + "}",
+            "\\begin{tabular}{" + "".join(self._alignment()) + "}",
             "\\toprule",
             " & ".join(latex_escape(header) for header in self.headers) + " \\\\",
             "\\midrule",
@@ -59,6 +60,14 @@ class TextTable:
             ]
             lines.append(" & ".join(cells) + " \\\\")
         return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
+
+    def _alignment(self) -> list[str]:
+        """The label column and text columns left, numbers (and "-" for none) right."""
+        numeric = re.compile(r"^(-|[-+]?[\d.,]+.*)$")
+        return ["l"] + [
+            "r" if all(numeric.match(row[column]) for row in self.rows) else "l"
+            for column in range(1, len(self.headers))
+        ]
 
 
 # LaTeX's special characters, and the few symbols the tables use, in text mode.

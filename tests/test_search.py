@@ -86,7 +86,7 @@ def test_summary_tex_is_a_booktabs_tabular(tuned):
         assert cli.main(["report", "--results-dir", str(tuned)]) == 0
     tex = (tuned / "report" / "summary.tex").read_text()
     lines = tex.strip().splitlines()
-    assert lines[0] == r"\begin{tabular}{lrrrrr}" and lines[-1] == r"\end{tabular}"
+    assert lines[0] == r"\begin{tabular}{llrrrr}" and lines[-1] == r"\end{tabular}"
     assert lines[1] == r"\toprule" and lines[3] == r"\midrule" and lines[-2] == r"\bottomrule"
     assert len(lines) == 5 + 1 + len(LRS)  # the frame, the header, one row per strategy
     assert all(line.endswith(r"\\") for line in lines[2:3] + lines[4:-2])
