@@ -335,13 +335,12 @@ def command_run(args: argparse.Namespace) -> int:
     if spec.eval_batch_size < 1:
         raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
     spec.precision = _precision(args.precision, device)
-    tuned = search.tuned_sweep(spec)
-    cells = tuned.search_share() if tuned else sweep.expand(spec)
+    cells = search.first_stage(spec)  # sweep.expand(spec), or a tuned sweep's search
     plans = [sweep.plan(cell) for cell in cells]  # validates every cell against the architecture
     if args.dry_run:
         _print_plan(plans, as_json=args.json)
-        if tuned:
-            console.print(tuned.describe(), markup=False)
+        if spec.search:
+            console.print(search.describe(spec), markup=False)
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run")
@@ -356,10 +355,7 @@ def command_run(args: argparse.Namespace) -> int:
             download=not args.no_download,
             compile_model=args.compile,
         )
-        if tuned:
-            result = search.execute(tuned, cells, device, dist, log, options)
-        else:
-            result = sweep.execute(cells, device, dist, log, options)
+        result = search.execute(spec, cells, device, dist, log, options)  # sweep.execute, in stages
     finally:
         distributed.shutdown()
     counts = (

@@ -295,16 +295,32 @@ def tuned_sweep(spec) -> TunedSweep | None:
     return TunedSweep(groups, spec.seeds, spec.shard)
 
 
-def execute(tuned: TunedSweep, cells: list[RunConfig], device, dist, log: Callable[[str], None], options):
-    """Both stages, as sweep.execute runs a plain sweep: `cells` (this shard's search share) first, then
-    whatever of the final stage the rows on disk allow."""
+def first_stage(spec) -> list[RunConfig]:
+    """This shard's cells to run first: a tuned sweep's search share, else every cell (sweep.expand)."""
     from benchmark import sweep
 
+    tuned = tuned_sweep(spec)
+    return tuned.search_share() if tuned else sweep.expand(spec)
+
+
+def describe(spec) -> str:
+    """What a dry run says about the stages ("" for a plain sweep)."""
+    tuned = tuned_sweep(spec)
+    return tuned.describe() if tuned else ""
+
+
+def execute(spec, cells: list[RunConfig], device, dist, log: Callable[[str], None], options):
+    """Run a sweep as sweep.execute does; a tuned one in both stages: `cells` (from first_stage) first,
+    then whatever of the final stage the rows on disk allow. Returns a sweep.SweepResult."""
+    from benchmark import sweep
+
+    tuned = tuned_sweep(spec)
+    if tuned is None:
+        return sweep.execute(cells, device, dist, log, options)
     result = sweep.execute(cells, device, dist, log, options, tuned.search_tags())
     if result.statuses["cancelled"]:
         return result
-    results_dir = tuned.groups[0].cells[0].results_dir
-    final, tags = final_stage(tuned, results_dir, dist.is_main, dist.broadcast, log)
+    final, tags = final_stage(tuned, spec.results_dir, dist.is_main, dist.broadcast, log)
     return result.merge(sweep.execute(final, device, dist, log, options, tags))
 
 
