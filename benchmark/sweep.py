@@ -241,7 +241,8 @@ class _Sweep:
     log: Callable[[str], None]
     options: ExecuteOptions
     result: SweepResult
-    tags: dict[str, dict[str, Any]]  # config_hash -> extra row columns (a tuned sweep's stage and point)
+    # config_hash -> extra row columns (a tuned sweep's stage and point), see search.py
+    tags: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def execute(
@@ -284,7 +285,7 @@ def execute(
         f"{len(pending)} cell(s) to run on {device} ({first.precision}), world size {dist.world_size}; "
         f"results in {results_dir}"
     )
-    sweep = _Sweep(splits, source, device, dist, log, options, result, tags or {})
+    sweep = _Sweep(splits, source, device, dist, log, options, result, tags=tags or {})
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # schedulers send SIGTERM
     try:
         for number, cell in enumerate(pending, 1):
