@@ -138,6 +138,14 @@ def _add_run(commands, parents: list[Parser]) -> None:
         f"{CPU_EVAL_BATCH} on CPU); changes speed, never results",
     )
     run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    run.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="search this hyper-parameter or option (lr, weight_decay, lora.r, ...) on validation with the "
+        "first seed, then run the best point with every seed; 'default': each strategy's own grid; repeatable",
+    )
     run.add_argument("--val-fraction", type=float, help="share of the training set held out for validation")
     run.add_argument("--data-dir", type=Path, default=Path("data"), help="dataset cache (default data)")
     run.add_argument(
@@ -288,6 +296,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 def spec_from_args(args: argparse.Namespace):
+    from benchmark import search
     from benchmark.sweep import SweepSpec
 
     if args.no_pretrained and args.weights != "hub":
@@ -310,13 +319,14 @@ def spec_from_args(args: argparse.Namespace):
         data_dir=args.data_dir,
         results_dir=args.results_dir,
         shard=shard(args.shard),
+        search=search.parse(args.search),
     )
 
 
 def command_run(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmark import distributed, experiment, store, sweep
+    from benchmark import distributed, experiment, search, store, sweep
 
     runs: list[experiment.Sweep] = args.sweeps  # one per dataset x model x train size of an experiment file
     args = runs[0].args  # the sweeps differ only in dataset, model and train size
@@ -336,10 +346,13 @@ def command_run(args: argparse.Namespace) -> int:
         if spec.eval_batch_size < 1:
             raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
         spec.precision = _precision(args.precision, device)
-    cells = [sweep.expand(spec) for spec in specs]
+    cells = [search.first_stage(spec) for spec in specs]  # sweep.expand, or a tuned sweep's search
     plans = [[sweep.plan(cell) for cell in each] for each in cells]  # validates every cell first
     if args.dry_run:
         _print_plans(plans, specs, as_json=args.json)
+        for spec in specs:
+            if spec.search and not args.json:
+                console.print(search.describe(spec), markup=False)
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run")
@@ -361,7 +374,7 @@ def command_run(args: argparse.Namespace) -> int:
                 experiment.recorded(each, spec.results_dir, hashes) if dist.is_main else nullcontext() as path
             ):
                 log(f"experiment: {path}")
-                result = sweep.execute(its_cells, device, dist, log, options)
+                result = search.execute(spec, its_cells, device, dist, log, options)  # in stages if tuned
             counts = (
                 ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing run"
             )

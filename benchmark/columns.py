@@ -149,6 +149,25 @@ RUNS = [
     _c("device_name", "str", "GPU name, or CPU model and thread count"),
     _c("world_size", "int", "data-parallel processes (1 without torchrun)"),
     _c("config_json", "str", "the full resolved configuration as JSON"),
+    # a tuned sweep (`--search`): not in `config_hash`, the point's values are already in the options above
+    _c(
+        "stage",
+        "str",
+        "`search` (a point of the `--search` grid, run with the first seed), `final` (the chosen point with "
+        "a further seed; its first seed is the search row), empty for a plain run",
+    ),
+    _c(
+        "search_space",
+        "str",
+        'the axes this strategy searched, as JSON in grid order, e.g. `{"lr": [0.001, 0.01]}`',
+    ),
+    _c("search_point", "str", 'this row\'s values on those axes, as JSON, e.g. `{"lr": 0.001}`'),
+    _c(
+        "chosen",
+        "bool",
+        "this row's point is the one chosen by validation top-1 (a search row is marked once the whole "
+        "search of its strategy is on disk)",
+    ),
     # outcomes: every test metric is of the validation-selected model
     _c(
         "test_top1",

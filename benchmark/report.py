@@ -17,7 +17,7 @@ import pandas as pd
 from rich.console import Console
 
 import strategies
-from benchmark import columns, store
+from benchmark import columns, search, store
 from benchmark.errors import UsageError
 from benchmark.tables import TextTable
 
@@ -201,6 +201,133 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     return "\n".join(parts) + "\n"
 
 
+# --- a tuned sweep (`run --search`): the choice on validation, then the seeds ----------------------------
+
+TUNED_STAGES = ("search", "final")
+
+
+def _tuned_group(rows: pd.DataFrame) -> dict:
+    """One strategy's search (one dataset, model and search space): the point chosen by validation top-1,
+    the same rule as `run` (search.choose), and the test top-1 of that point over every seed."""
+    first = rows.iloc[0]
+    points = search.grid(json.loads(first["search_space"]))
+    ok = rows[rows["status"] == "ok"].drop_duplicates("config_hash", keep="last")
+    searched = ok[ok["stage"] == "search"]
+    position = {json.dumps(point): index for index, point in enumerate(points)}
+    candidates = [
+        (float(row["best_val_top1"]), float(row["train_seconds"]), position[row["search_point"]])
+        for _, row in searched.iterrows()
+        if row["search_point"] in position
+    ]
+    answered = rows[(rows["stage"] == "search") & rows["status"].isin(search.DONE)]
+    done = answered["search_point"].nunique()
+    chosen = json.dumps(points[search.choose(candidates)]) if candidates else None
+    finals = ok[ok["search_point"] == chosen]
+    val = searched.loc[searched["search_point"] == chosen, "best_val_top1"]
+    test = finals["test_top1"].astype(float) * 100
+    return {
+        "dataset": first["dataset"],
+        "model": first["model"],
+        "strategy": first["strategy"],
+        "chosen": _point_text(chosen) if chosen else "-",
+        "points": f"{done}/{len(points)}",
+        "complete": done == len(points),
+        "val_top1": float(val.iloc[0]) * 100 if len(val) else np.nan,
+        "seeds": len(finals),
+        "test_top1": test.mean() if len(test) else np.nan,
+        "test_top1_std": test.std(ddof=1) if len(test) > 1 else np.nan,
+    }
+
+
+def _point_text(point: str) -> str:
+    return ", ".join(f"{key}={_short(value)}" for key, value in json.loads(point).items())
+
+
+def tuned(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per strategy of a tuned sweep (per dataset, model and search space); empty without one."""
+    if "stage" not in runs:
+        return pd.DataFrame()
+    mine = runs[runs["stage"].isin(TUNED_STAGES) & runs["search_space"].notna()]
+    if mine.empty:
+        return pd.DataFrame()
+    keys = ["dataset", "model", "strategy", "search_space"]
+    table = pd.DataFrame([_tuned_group(rows) for _, rows in mine.groupby(keys, sort=False)])
+    # A fixed order, whatever order the runs finished in (shards, resumes).
+    return table.sort_values(["dataset", "model", "strategy"], ignore_index=True, kind="stable")
+
+
+TUNED_HEADERS = ["strategy", "chosen", "points searched", "val top-1 % ↑", "seeds", "test top-1 % ↑"]
+
+
+def tuned_tables(table: pd.DataFrame) -> list[TextTable]:
+    """The final table per dataset and model. Bold: the best validation top-1, and the test top-1 of that
+    row (chosen by validation, never by test)."""
+    tables = []
+    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
+        rows, bold = [], set()
+        best = group["val_top1"].max()
+        for position, (_, row) in enumerate(group.iterrows()):
+            test = "-" if pd.isna(row["test_top1"]) else f"{row['test_top1']:.2f}"
+            test += "" if pd.isna(row["test_top1_std"]) else f" ± {row['test_top1_std']:.2f}"
+            points = row["points"] + ("" if row["complete"] else " (incomplete)")
+            val = "-" if pd.isna(row["val_top1"]) else f"{row['val_top1']:.2f}"
+            rows.append([row["strategy"], row["chosen"], points, val, str(row["seeds"]), test])
+            if row["val_top1"] == best:
+                bold |= {(position, 3), (position, 5)}
+        caption = (
+            "hyper-parameters chosen by validation top-1 with the first seed; test top-1 mean ± sample std "
+            "over the final seeds; best by validation in bold"
+        )
+        tables.append(TextTable(f"Tuned: {dataset} · {model}", TUNED_HEADERS, rows, bold, caption))
+    return tables
+
+
+def tuned_latex(tables: list[TextTable]) -> str:
+    """summary.tex: one booktabs tabular; with several datasets or models, a column says which."""
+    if len(tables) == 1:
+        return tables[0].latex()
+    rows = [[table.title.removeprefix("Tuned: "), *row] for table in tables for row in table.rows]
+    bold, offset = set(), 0
+    for table in tables:
+        bold |= {(row + offset, column + 1) for row, column in table.bold}
+        offset += len(table.rows)
+    return TextTable("", ["dataset · model", *TUNED_HEADERS], rows, bold).latex()
+
+
+def tuned_markdown(tables: list[TextTable]) -> str:
+    parts = [
+        "\n# Tuned sweep (`run --search`)\n",
+        "Per strategy, the grid ran with the first seed; the point with the best validation top-1 (ties: the "
+        "shorter run, then the grid order) ran with every seed. Test top-1 is the mean ± sample standard "
+        "deviation over those seeds; nothing was chosen by test. The same table is in `summary.tex`.\n",
+    ]
+    for table in tables:
+        parts += [f"\n## {table.title}\n", table.markdown()]
+    return "\n".join(parts) + "\n"
+
+
+def search_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every successful search row as (dataset, model, strategy, key, value, val_top1 %, chosen) per axis."""
+    if "stage" not in runs:
+        return pd.DataFrame()
+    rows = runs[(runs["stage"] == "search") & (runs["status"] == "ok")].drop_duplicates("config_hash")
+    return pd.DataFrame(
+        [
+            {
+                "dataset": row["dataset"],
+                "model": row["model"],
+                "strategy": row["strategy"],
+                "key": key,
+                "value": value,
+                "val_top1": float(row["best_val_top1"]) * 100,
+                "chosen": bool(row["chosen"]) if pd.notna(row["chosen"]) else False,
+            }
+            for _, row in rows.iterrows()
+            for key, value in json.loads(row["search_point"]).items()
+        ]
+    )
+
+
 SPEED = [
     ("ms_per_step", "ms/step ↓", "{:,.1f}"),
     ("images_per_second", "images/s ↑", "{:,.1f}"),
@@ -284,13 +411,15 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
         written = plots.render_all(runs, table, tables["epochs"], tables["classes"], tables["confusion"], out)
         if efficiency.differs_in_train_size(runs):  # a data-efficiency sweep: accuracy against training size
             written.append(plots.save(efficiency.data_efficiency_figure(runs), out / "data_efficiency.png"))
+        markdown_text += _tuned_report(runs, out, console, written)
     if not speed.empty:
         speed.to_csv(out / "speed.csv", index=False)
         markdown_text += speed_markdown(speed)
         print_speed(speed, console)
     (out / "summary.md").write_text(markdown_text + _inspection_links(out))
+    tex = "summary.tex, " if (out / "summary.tex").exists() and not runs.empty else ""
     console.print(
-        f"wrote summary.md, {'summary.csv, ' if not runs.empty else ''}"
+        f"wrote summary.md, {'summary.csv, ' if not runs.empty else ''}{tex}"
         f"{'speed.csv, ' if not speed.empty else ''}{len(written)} plots in {out}",
         markup=False,
     )
@@ -303,6 +432,21 @@ INSPECTION_FIGURES = {
     "patch_filters": "patch-embedding filters (principal components)",
     "sample_predictions": "sample test predictions, most confident mistakes first",
 }
+
+
+def _tuned_report(runs: pd.DataFrame, out: Path, console: Console, written: list[Path]) -> str:
+    """The tuned sweep's table (terminal, summary.md, summary.tex) and search plots; "" without one."""
+    from benchmark import plots
+
+    table = tuned(runs)
+    if table.empty:
+        return ""
+    tables = tuned_tables(table)
+    for text_table in tables:
+        console.print(text_table.rich())
+    (out / "summary.tex").write_text(tuned_latex(tables))
+    written += plots.render_search(search_points(runs), out)
+    return tuned_markdown(tables)
 
 
 def _inspection_links(out: Path) -> str:

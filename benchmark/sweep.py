@@ -51,6 +51,8 @@ class SweepSpec:
     data_dir: Path = Path("data")
     results_dir: Path = Path("results")
     shard: tuple[int, int] = (0, 1)
+    # --search: axis -> values ("lr", "lora.r"; "default" for each strategy's search_space()), see search.py
+    search: dict[str, tuple] = dataclasses.field(default_factory=dict)
 
 
 def expand(spec: SweepSpec) -> list[RunConfig]:
@@ -160,6 +162,7 @@ def identity_row(cell: RunConfig, splits: data.Splits, device: torch.device, dis
         "device_name": device_name(device),
         "world_size": dist.world_size,
         "config_json": cell.to_json(),
+        "stage": "",  # a tuned sweep's rows say "search" or "final" instead (search.py)
         **provenance(),
     }
 
@@ -204,6 +207,15 @@ class SweepResult:
     busy: int = 0
     run_ids: list[str] = dataclasses.field(default_factory=list)
 
+    def merge(self, other: SweepResult) -> SweepResult:
+        """Both stages of a tuned sweep counted together."""
+        return SweepResult(
+            self.statuses + other.statuses,
+            self.skipped + other.skipped,
+            self.busy + other.busy,
+            self.run_ids + other.run_ids,
+        )
+
     @property
     def exit_code(self) -> int:
         if self.statuses["cancelled"]:
@@ -231,6 +243,8 @@ class _Sweep:
     options: ExecuteOptions
     result: SweepResult
     shared_trunks: SharedTrunkOutputs = dataclasses.field(default_factory=SharedTrunkOutputs)
+    # config_hash -> extra row columns (a tuned sweep's stage and point), see search.py
+    tags: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def execute(
@@ -239,10 +253,16 @@ def execute(
     dist: Dist,
     log: Callable[[str], None],
     options: ExecuteOptions | None = None,
+    tags: dict[str, dict[str, Any]] | None = None,
 ) -> SweepResult:
-    """Run the cells that have no successful row yet; every cell that starts ends as a row on disk."""
+    """Run the cells that have no successful row yet; every cell that starts ends as a row on disk.
+
+    `tags` adds columns to the rows of some cells, by config hash (not part of the hash).
+    """
     options = options or ExecuteOptions()
     result = SweepResult(Counter())
+    if not cells:  # e.g. a shard with no share of this stage
+        return result
     results_dir = cells[0].results_dir
     done = dist.broadcast(
         set() if options.force else store.completed_hashes(results_dir) if dist.is_main else None
@@ -269,12 +289,14 @@ def execute(
         f"{len(pending)} cell(s) to run on {device} ({first.precision}), world size {dist.world_size}; "
         f"results in {results_dir}"
     )
-    sweep = _Sweep(splits, source, device, dist, log, options, result)
+    sweep = _Sweep(splits, source, device, dist, log, options, result, tags=tags or {})
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # schedulers send SIGTERM
     try:
         for number, cell in enumerate(pending, 1):
+            tag = sweep.tags.get(cell.config_hash, {})
+            stage = f", {tag['stage']} {tag['search_point']}" if tag else ""
             log(
-                f"[{number}/{len(pending)}] {cell.strategy} on {cell.dataset}, seed {cell.seed} "
+                f"[{number}/{len(pending)}] {cell.strategy} on {cell.dataset}, seed {cell.seed}{stage} "
                 f"({cell.config_hash})"
             )
             if _run_claimed(cell, sweep) == "cancelled":
@@ -312,6 +334,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
     dist = sweep.dist
     run_id = store.new_run_id(cell.strategy, cell.config_hash)
     row = {"run_id": run_id, "started_at": _now(), **identity_row(cell, sweep.splits, sweep.device, dist)}
+    row.update(sweep.tags.get(cell.config_hash, {}))
     outcome, status, error = None, "ok", ""
     try:
         seed_everything(cell.seed)

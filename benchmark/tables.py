@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from rich.table import Table
 from rich.text import Text
@@ -42,3 +43,51 @@ class TextTable:
                 )
             )
         return table
+
+    def latex(self) -> str:
+        """A booktabs tabular (\\toprule, \\midrule, \\bottomrule) for a paper; bold cells in \\textbf{}."""
+        lines = [
+            "\\begin{tabular}{" + "".join(self._alignment()) + "}",
+            "\\toprule",
+            " & ".join(latex_escape(header) for header in self.headers) + " \\\\",
+            "\\midrule",
+        ]
+        for row in range(len(self.rows)):
+            cells = [latex_escape(text) for text in self.rows[row]]
+            cells = [
+                f"\\textbf{{{text}}}" if (row, column) in self.bold else text
+                for column, text in enumerate(cells)
+            ]
+            lines.append(" & ".join(cells) + " \\\\")
+        return "\n".join([*lines, "\\bottomrule", "\\end{tabular}"]) + "\n"
+
+    def _alignment(self) -> list[str]:
+        """The label column and text columns left, numbers (and "-" for none) right."""
+        numeric = re.compile(r"^(-|[-+]?[\d.,]+.*)$")
+        return ["l"] + [
+            "r" if all(numeric.match(row[column]) for row in self.rows) else "l"
+            for column in range(1, len(self.headers))
+        ]
+
+
+# LaTeX's special characters, and the few symbols the tables use, in text mode.
+LATEX = {
+    "\\": "\\textbackslash{}",
+    "&": "\\&",
+    "%": "\\%",
+    "$": "\\$",
+    "#": "\\#",
+    "_": "\\_",
+    "{": "\\{",
+    "}": "\\}",
+    "~": "\\textasciitilde{}",
+    "^": "\\textasciicircum{}",
+    "±": "$\\pm$",
+    "↑": "$\\uparrow$",
+    "↓": "$\\downarrow$",
+    "·": "$\\cdot$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX.get(character, character) for character in text)
