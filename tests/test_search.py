@@ -154,9 +154,19 @@ def test_bad_search_is_one_line_exit_2(tmp_path, capsys, extra, message):
 
 
 def test_default_uses_each_strategy_search_space(tmp_path, capsys):
-    argv = ["run", "--strategies", "linear,lora", "--dataset", "synthetic", *TINY_ARGS, "--no-pretrained"]
+    argv = [
+        "run",
+        "--strategies",
+        "full,linear,lora",
+        "--dataset",
+        "synthetic",
+        *TINY_ARGS,
+        "--no-pretrained",
+    ]
     assert cli.main([*argv, "--search", "default", "--dry-run", "--results-dir", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
-    # strategies/base.py: SGD grid (ViT paper) for the momentum-SGD linear probe, AdamW grid for LoRA
-    assert "search linear: lr (4: 0.001, 0.003, 0.01, 0.03) = 4 run(s)" in err
+    # strategies/base.py: SGD grid (ViT paper) for momentum-SGD full fine-tuning, AdamW grid for LoRA;
+    # the linear probe declares its own grid for its Muon optimiser (strategies/linear.py).
+    assert "search full: lr (4: 0.001, 0.003, 0.01, 0.03) = 4 run(s)" in err
+    assert "search linear: lr (3: 0.03, 0.1, 0.3) = 3 run(s)" in err
     assert "search lora: lr (4: 0.0001, 0.0003, 0.001, 0.003) = 4 run(s)" in err
