@@ -373,14 +373,13 @@ def command_run(args: argparse.Namespace) -> int:
             with (
                 experiment.recorded(each, spec.results_dir, hashes) if dist.is_main else nullcontext() as path
             ):
-                log(f"experiment: {path}")
                 result = search.execute(spec, its_cells, device, dist, log, options)  # in stages if tuned
             counts = (
                 ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing run"
             )
             log(
                 f"done: {counts}; {result.skipped} skipped as already done; "
-                f"{result.busy} left to other processes"
+                f"{result.busy} left to other processes; configuration in {path}"
             )
             exit_code = max(exit_code, result.exit_code)  # 130 (cancelled) > 1 (failed) > 0
             if result.exit_code == 130:

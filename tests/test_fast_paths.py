@@ -129,6 +129,8 @@ def test_speed_command_writes_rows_that_report_shows(tmp_path):
         *TINY_ARGS,
         "--batch-size",
         "4",
+        "--optimizer",
+        "sgd",  # no FLOPs in the optimiser (Muon's matrix products would count), so steps compare
         "--warmup-steps",
         "1",
         "--steps",
