@@ -287,12 +287,29 @@ DEMO_ARGS = [
 
 
 def command_demo(args: argparse.Namespace) -> int:
-    run_args = ["run", *DEMO_ARGS, "--seeds", args.seeds, "--results-dir", str(args.results_dir)]
+    """The demo's sweep, a look inside its best-validation run, then the report."""
+    from benchmark import store
+
+    run_args = [
+        "run",
+        *DEMO_ARGS,
+        "--seeds",
+        args.seeds,
+        "--results-dir",
+        str(args.results_dir),
+        "--keep-weights",
+    ]
     console.print("python -m benchmark " + " ".join(run_args), markup=False)
     status = main(run_args)
     if status != 0:
         return status
-    return main(["report", "--results-dir", str(args.results_dir)])
+    runs = store.read(args.results_dir, "runs")
+    ok = runs[(runs["status"] == "ok") & runs["weights_file"].notna()]
+    best = ok.sort_values(["best_val_top1", "run_id"], ascending=[False, True]).iloc[0][
+        "run_id"
+    ]  # by validation
+    status = main(["inspect", best, "--results-dir", str(args.results_dir)])
+    return status or main(["report", "--results-dir", str(args.results_dir)])
 
 
 def spec_from_args(args: argparse.Namespace):
