@@ -231,6 +231,11 @@ class ExecuteOptions:
     compile_model: bool = False  # torch.compile the trained module
 
 
+# Frozen trunks' outputs, shared by every sweep of this process (a tuned sweep's search and final stages,
+# an experiment file's datasets): the key covers the trunk's tensors, the preprocessing and the images.
+SHARED_TRUNKS = SharedTrunkOutputs()
+
+
 @dataclasses.dataclass
 class _Sweep:
     """What every cell of one sweep shares."""
@@ -242,7 +247,7 @@ class _Sweep:
     log: Callable[[str], None]
     options: ExecuteOptions
     result: SweepResult
-    shared_trunks: SharedTrunkOutputs = dataclasses.field(default_factory=SharedTrunkOutputs)
+    shared_trunks: SharedTrunkOutputs = dataclasses.field(default_factory=lambda: SHARED_TRUNKS)
     # config_hash -> extra row columns (a tuned sweep's stage and point), see search.py
     tags: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 

@@ -161,6 +161,8 @@ def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(t
     from safetensors.torch import save_file
 
     from benchmark import cli, store
+    from benchmark import sweep as sweep_module
+    from benchmark.inputs import SharedTrunkOutputs
     from tests.conftest import TINY_ARGS
 
     torch.manual_seed(0)
@@ -169,6 +171,7 @@ def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(t
     common = ["run", "--strategies", "linear", "--dataset", "synthetic", *TINY_ARGS, "--epochs", "2"]
     common += ["--weights", "pretrained.safetensors", "--device", "cpu"]
     assert cli.main([*common, "--seeds", "0,1,2", "--results-dir", "sweep"]) == 0
+    monkeypatch.setattr(sweep_module, "SHARED_TRUNKS", SharedTrunkOutputs())  # as a new process has
     assert cli.main([*common, "--seeds", "2", "--results-dir", "alone"]) == 0
     sweep = store.read("sweep", "runs").sort_values("seed")
     assert sweep["trunk_cached"].all()
@@ -180,3 +183,7 @@ def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(t
     assert not alone["trunk_cache_reused"]
     for column in ("test_top1", "test_loss", "best_val_top1"):
         assert sweep[column].iloc[2] == alone[column], column
+    # A tuned sweep's search and final stages share it too: one pass for 2 points, then 2 more seeds.
+    monkeypatch.setattr(sweep_module, "SHARED_TRUNKS", SharedTrunkOutputs())
+    assert cli.main([*common, "--search", "lr=0.01,0.1", "--seeds", "3,4", "--results-dir", "tuned"]) == 0
+    assert store.read("tuned", "runs")["trunk_cache_reused"].tolist().count(False) == 1
