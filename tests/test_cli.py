@@ -173,3 +173,11 @@ def test_readme_strategy_table_is_the_registry():
     block = text.split("<!-- strategies -->\n")[1].split("\n<!-- /strategies -->")[0]
     assert block == cli.strategy_markdown(), "paste `python -m benchmark list --markdown` into README.md"
     assert block.count("\n| `") == len(strategies.names()) >= 20
+
+
+def test_a_strategy_that_needs_a_vit_is_refused_on_a_resnet_at_plan_time(tmp_path, capsys, monkeypatch):
+    argv = ["run", "--strategies", "linear,vpt_deep", "--model", "resnet50", "--no-pretrained"]
+    status, lines = run_in_process([*argv, "--dataset", "digits"], tmp_path, capsys, monkeypatch)
+    assert status == 2 and len(lines) == 1
+    assert "vpt_deep" in lines[0] and "needs a timm VisionTransformer" in lines[0]
+    assert list(tmp_path.iterdir()) == [], "refused before anything ran or was written"
