@@ -168,6 +168,9 @@ def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(t
     torch.manual_seed(0)
     save_file(tiny_vit().state_dict(), str(tmp_path / "pretrained.safetensors"))
     monkeypatch.chdir(tmp_path)
+    # A fresh cache, as a new process has: an earlier in-process run of an identical trunk (seed 0's
+    # random initialisation is these weights) would rightly be reused.
+    monkeypatch.setattr(sweep_module, "SHARED_TRUNKS", SharedTrunkOutputs())
     common = ["run", "--strategies", "linear", "--dataset", "synthetic", *TINY_ARGS, "--epochs", "2"]
     common += ["--weights", "pretrained.safetensors", "--device", "cpu"]
     assert cli.main([*common, "--seeds", "0,1,2", "--results-dir", "sweep"]) == 0
