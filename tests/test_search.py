@@ -170,3 +170,26 @@ def test_default_uses_each_strategy_search_space(tmp_path, capsys):
     assert "search full: lr (4: 0.001, 0.003, 0.01, 0.03) = 4 run(s)" in err
     assert "search linear: lr (3: 0.03, 0.1, 0.3) = 3 run(s)" in err
     assert "search lora: lr (4: 0.0001, 0.0003, 0.001, 0.003) = 4 run(s)" in err
+
+
+def test_a_sigkill_in_the_middle_then_a_rerun_give_the_uninterrupted_table(tmp_path):
+    import signal
+    import time
+
+    from tests.conftest import start_cli
+
+    killed, clean = tmp_path / "killed" / "results", tmp_path / "clean" / "results"
+    process = start_cli(*tuned_argv(killed, "--epochs", "4"), cwd=tmp_path)
+    deadline = time.monotonic() + 240
+    while len(list((killed / "runs").glob("[!.]*.parquet"))) < 2:  # killed once two runs are written
+        assert process.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, "no runs appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(store.read(killed, "runs")) < 6, "killed in the middle"
+    assert cli.main(tuned_argv(killed, "--epochs", "4")) == 0
+    assert cli.main(tuned_argv(clean, "--epochs", "4")) == 0
+    runs = store.read(killed, "runs")
+    assert len(runs) == 6 and runs["config_hash"].is_unique and (runs["status"] == "ok").all()
+    assert _final_table(killed) == _final_table(clean)
