@@ -285,21 +285,29 @@ def _position_figure(similarity: torch.Tensor, grid: tuple[int, int]) -> Figure:
     return fig
 
 
+def _tile_grid(count: int, max_columns: int, inches: tuple[float, float, float]) -> tuple[Figure, list]:
+    """A figure of `count` bare tiles in rows of at most `max_columns`; spare tiles hidden.
+    `inches`: width per column, height per row, and extra height for the title."""
+    columns = min(count, max_columns)
+    rows = math.ceil(count / columns)
+    width, height, title = inches
+    fig = Figure(figsize=(width * columns, height * rows + title), layout="constrained")
+    axes = list(fig.subplots(rows, columns, squeeze=False).flat)
+    for index, ax in enumerate(axes):
+        _bare(ax)
+        if index >= count:
+            ax.axis("off")
+    return fig, axes
+
+
 def _filters_figure(components: torch.Tensor) -> Figure:
     count, channels = components.shape[:2]
     if channels not in (1, 3):
         raise ValueError(
             f"patch filters can be shown as RGB or grey tiles only; the model has {channels} channels"
         )
-    columns = min(count, 7)  # 4 rows of 7 for 28 components, as in the paper
-    rows = math.ceil(count / columns)
-    fig = Figure(figsize=(1.25 * columns, 1.35 * rows + 0.8), layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        _bare(ax)
-        if index >= count:
-            ax.axis("off")
-            continue
+    fig, axes = _tile_grid(count, 7, (1.25, 1.35, 0.8))  # 4 rows of 7 for 28 components, as in the paper
+    for index, ax in enumerate(axes[:count]):
         tile = components[index].permute(1, 2, 0).numpy()
         ax.imshow(
             tile[..., 0] if channels == 1 else tile, cmap="gray", vmin=0, vmax=1, interpolation="nearest"
@@ -317,15 +325,8 @@ def _predictions_figure(
     pixels: np.ndarray, titles: list[str], wrong: list[bool], wrong_count: int, total: int
 ) -> Figure:
     count = len(pixels)
-    columns = min(count, 6)
-    rows = math.ceil(count / columns)
-    fig = Figure(figsize=(1.9 * columns, 2.15 * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        _bare(ax)
-        if index >= count:
-            ax.axis("off")
-            continue
+    fig, axes = _tile_grid(count, 6, (1.9, 2.15, 0.6))
+    for index, ax in enumerate(axes[:count]):
         ax.imshow(pixels[index], cmap="gray", vmin=0, vmax=1)
         colour = WRONG if wrong[index] else "black"
         ax.set_title(titles[index], fontsize=8, color=colour)

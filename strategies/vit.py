@@ -19,23 +19,17 @@ def require_vit(model: nn.Module, strategy: str) -> VisionTransformer:
 
 
 class _Prefix(nn.Module):
-    """Patch and position embedding plus the first `n_blocks` blocks; with `pooled`, also the
-    final norm and pooling, giving the pre-logits features."""
+    """Patch and position embedding plus the first `n_blocks` blocks: the tokens they output."""
 
-    def __init__(self, vit: VisionTransformer, n_blocks: int, pooled: bool) -> None:
+    def __init__(self, vit: VisionTransformer, n_blocks: int) -> None:
         super().__init__()
         self.patch_embed = vit.patch_embed
         self.pos_drop, self.patch_drop, self.norm_pre = vit.pos_drop, vit.patch_drop, vit.norm_pre
         self.blocks = nn.Sequential(*vit.blocks[:n_blocks])
-        self.norm = vit.norm if pooled else nn.Identity()
-        self.fc_norm = vit.fc_norm if pooled else nn.Identity()
         self._pos_embed = vit._pos_embed  # adds the class token and position embedding
-        self._pool = vit.pool if pooled else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(images))))
-        x = self.norm(self.blocks(x))
-        return self.fc_norm(self._pool(x)) if self._pool is not None else x
+        return self.blocks(self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(images)))))
 
 
 class _Suffix(nn.Module):
@@ -55,7 +49,7 @@ class _Suffix(nn.Module):
 
 def split_blocks(vit: VisionTransformer, n_frozen_blocks: int) -> Split:
     """Trunk: embeddings and the first `n_frozen_blocks` blocks; rest: everything after."""
-    return Split(trunk=_Prefix(vit, n_frozen_blocks, pooled=False), rest=_Suffix(vit, n_frozen_blocks))
+    return Split(trunk=_Prefix(vit, n_frozen_blocks), rest=_Suffix(vit, n_frozen_blocks))
 
 
 def require_vit_blocks(model: nn.Module, strategy: str, parts: tuple[str, ...]) -> VisionTransformer:
