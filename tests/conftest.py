@@ -1,81 +1,12 @@
-"""Shared helpers: a tiny ViT, the CLI in a subprocess, and a results folder written by real runs."""
+"""Fixtures shared by the test files; plain helpers live in tests/helpers.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import timm
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = {"patch_size": 4, "depth": 2, "embed_dim": 32, "num_heads": 2}
-TINY_MODEL = "vit_tiny_patch16_224"
-TINY_IMG = 16
-TINY_ARGS = ["--model", TINY_MODEL, "--img-size", str(TINY_IMG)] + [
-    item for key, value in TINY.items() for item in ("--model-arg", f"{key}={value}")
-]
-
-
-def tiny_vit(num_classes: int = 10, img_size: int = TINY_IMG, **overrides):
-    return timm.create_model(TINY_MODEL, num_classes=num_classes, img_size=img_size, **(TINY | overrides))
-
-
-def run_cli(
-    *args: str, cwd: Path, timeout: float = 600, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """`python -m benchmark ARGS` as a user runs it, in `cwd`."""
-    environment = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=environment,
-    )
-
-
-def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """`python -m benchmark ARGS` in the background, for tests that signal or race it."""
-    environment = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"} | (env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchmark", *args],
-        cwd=cwd,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def tiny_run(strategies: str, epochs: int) -> list[str]:
-    """A `run` of the tiny ViT from random initialisation on synthetic data, on the CPU, into ./results."""
-    return [
-        "run",
-        "--strategies",
-        strategies,
-        "--dataset",
-        "synthetic",
-        *TINY_ARGS,
-        "--no-pretrained",
-        "--epochs",
-        str(epochs),
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
-    ]
-
-
-# Every strategy, two seeds, two epochs, on synthetic data with a tiny ViT.
-SWEEP = [
-    *tiny_run("all", epochs=2),
-    "--seeds",
-    "0,1",
-]
+from tests.helpers import SWEEP, run_cli
 
 
 @pytest.fixture(scope="session")

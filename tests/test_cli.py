@@ -11,7 +11,7 @@ import pytest
 import strategies
 from benchmark import cli, columns, store
 from benchmark.store import SCHEMAS
-from tests.conftest import ROOT, SWEEP, TINY_ARGS, run_cli
+from tests.helpers import ROOT, SWEEP, TINY_ARGS, run_cli
 from tests.test_strategies import expected_trainable
 
 

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, TINY_ARGS, run_cli, start_cli, tiny_run
+from tests.helpers import ROOT, TINY_ARGS, run_cli, start_cli, tiny_run
 
 CELLS = [
     "--strategies",

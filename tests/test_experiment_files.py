@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from benchmark import cli, experiment, store
-from tests.conftest import ROOT, TINY, TINY_ARGS, TINY_IMG, TINY_MODEL
+from tests.helpers import ROOT, TINY, TINY_ARGS, TINY_IMG, TINY_MODEL
 
 PROTOCOLS = sorted((ROOT / "protocols").glob("*.yaml"))
 

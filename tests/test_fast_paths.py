@@ -12,7 +12,7 @@ from benchmark.inputs import Inputs
 from benchmark.measure import Stopwatch
 from benchmark.pipeline import Pipeline, epoch_order, random_crop_flip, to_model_input
 from benchmark.training import order_generator
-from tests.conftest import TINY, TINY_MODEL, tiny_vit
+from tests.helpers import TINY, TINY_MODEL, tiny_vit
 
 CPU = torch.device("cpu")
 
@@ -120,7 +120,7 @@ def test_config_hash_ignores_device_and_evaluation_batch_size():
 
 
 def test_speed_command_writes_rows_that_report_shows(tmp_path):
-    from tests.conftest import TINY_ARGS, run_cli
+    from tests.helpers import TINY_ARGS, run_cli
 
     result = run_cli(
         "speed",
@@ -163,7 +163,7 @@ def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(t
     from benchmark import cli, store
     from benchmark import sweep as sweep_module
     from benchmark.inputs import SharedTrunkOutputs
-    from tests.conftest import TINY_ARGS
+    from tests.helpers import TINY_ARGS
 
     torch.manual_seed(0)
     save_file(tiny_vit().state_dict(), str(tmp_path / "pretrained.safetensors"))

@@ -17,7 +17,7 @@ from benchmark import cli, data
 from benchmark.trained import load as load_trained
 from strategies.base import Strategy
 from tests.cifar_layout import write_archive, write_folder
-from tests.conftest import TINY_ARGS, run_cli, start_cli, tiny_run
+from tests.helpers import TINY_ARGS, run_cli, start_cli, tiny_run
 
 # 6 epochs of `full` on the tiny ViT: a few seconds, long enough to be killed in the middle.
 LONG_CELL = [
@@ -214,7 +214,7 @@ def test_data_folder_without_the_expected_files_is_bad_input(tmp_path):
 
 
 def test_weights_for_another_architecture_are_bad_input(tmp_path):
-    from tests.conftest import tiny_vit
+    from tests.helpers import tiny_vit
 
     torch.save(tiny_vit(depth=3).state_dict(), tmp_path / "other.pth")
     _assert_one_line_exit_2(

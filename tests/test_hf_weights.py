@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from benchmark import backbone
 from benchmark.errors import UsageError
-from tests.conftest import ROOT, TINY, TINY_MODEL, tiny_vit
+from tests.helpers import ROOT, TINY, TINY_MODEL, tiny_vit
 
 transformers = pytest.importorskip("transformers")
 

@@ -20,7 +20,7 @@ from benchmark.inspection import (
     top_k,
     write_inspection,
 )
-from tests.conftest import TINY, TINY_IMG, tiny_vit
+from tests.helpers import TINY, TINY_IMG, tiny_vit
 
 GRID = TINY_IMG // TINY["patch_size"]  # 16 px / 4 px patches: a 4 x 4 grid, 16 patch positions
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

@@ -11,7 +11,7 @@ import torch
 import strategies
 from benchmark.backbone import create_skeleton
 from benchmark.measure import ParamCounts
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 PEFT = ("dora", "loha", "lokr", "ia3", "oft", "vera", "fourierft", "adalora", "boft")
 

@@ -12,7 +12,7 @@ import strategies
 from benchmark.backbone import create_skeleton
 from benchmark.measure import ParamCounts
 from strategies._prompts import remove_prompts
-from tests.conftest import TINY, tiny_vit
+from tests.helpers import TINY, tiny_vit
 
 NAMES = ("vpt_shallow", "vpt_deep")
 IMAGES = 4

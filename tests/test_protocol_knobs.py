@@ -18,7 +18,7 @@ from benchmark.errors import UsageError
 from benchmark.prepare import prepare_model
 from benchmark.sweep import SweepSpec, execute, expand
 from benchmark.training import Stepper, make_optimizer, make_scheduler
-from tests.conftest import TINY, TINY_ARGS, TINY_IMG, TINY_MODEL, tiny_vit
+from tests.helpers import TINY, TINY_ARGS, TINY_IMG, TINY_MODEL, tiny_vit
 
 CPU = torch.device("cpu")
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import strategies
-from tests.conftest import run_cli, tiny_run
+from tests.helpers import run_cli, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_pareto_front_keeps_only_undominated_cells():
 
 def test_report_draws_accuracy_against_training_size_for_a_data_efficiency_sweep(tmp_path, monkeypatch):
     from benchmark import cli
-    from tests.conftest import TINY_ARGS
+    from tests.helpers import TINY_ARGS
 
     monkeypatch.chdir(tmp_path)
     for size in ("50", "100"):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from benchmark import cli, report, store
-from tests.conftest import TINY_ARGS
+from tests.helpers import TINY_ARGS
 
 # Two strategies with two learning rates each, two seeds: 4 search runs, then 2 final runs (seed 1).
 # The learning rates are far apart, so that on this data their validation accuracies differ (a tie
@@ -176,7 +176,7 @@ def test_a_sigkill_in_the_middle_then_a_rerun_give_the_uninterrupted_table(tmp_p
     import signal
     import time
 
-    from tests.conftest import start_cli
+    from tests.helpers import start_cli
 
     killed, clean = tmp_path / "killed" / "results", tmp_path / "clean" / "results"
     process = start_cli(*tuned_argv(killed, "--epochs", "4"), cwd=tmp_path)

@@ -11,7 +11,7 @@ import torch
 import strategies
 from benchmark.backbone import create_skeleton
 from benchmark.measure import ParamCounts
-from tests.conftest import tiny_vit
+from tests.helpers import tiny_vit
 
 # ViT-B/16, 100 classes: width 768, depth 12, MLP 3072; the head is 768 * 100 + 100 = 76,900.
 WIDTH, DEPTH, MLP, HEAD = 768, 12, 3072, 768 * 100 + 100

@@ -9,7 +9,7 @@ import torch
 
 import strategies
 from benchmark.measure import ParamCounts
-from tests.conftest import TINY, tiny_vit
+from tests.helpers import TINY, tiny_vit
 
 CLASSES = 10
 
