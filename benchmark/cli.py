@@ -160,6 +160,11 @@ def _add_run(commands, parents: list[Parser]) -> None:
         "--dry-run", action="store_true", help="print the plan with parameter counts; write nothing"
     )
     run.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON on stdout")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="a line for every epoch (default: a live display on a terminal, a few lines per run when piped)",
+    )
 
 
 def _add_speed(commands, parents: list[Parser]) -> None:
@@ -343,7 +348,7 @@ def spec_from_args(args: argparse.Namespace):
 def command_run(args: argparse.Namespace) -> int:
     import torch
 
-    from benchmark import distributed, experiment, search, store, sweep
+    from benchmark import distributed, experiment, progress, search, store, sweep
 
     runs: list[experiment.Sweep] = args.sweeps  # one per dataset x model x train size of an experiment file
     args = runs[0].args  # the sweeps differ only in dataset, model and train size
@@ -375,7 +380,7 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError("--json goes with --dry-run")
     store.check_writable(args.results_dir)
     dist = distributed.from_environment(device)
-    log = (lambda text: console.print(text, markup=False)) if dist.is_main else (lambda text: None)
+    log = progress.for_console(console, verbose=args.verbose, enabled=dist.is_main)
     torch.backends.cuda.matmul.allow_tf32 = True
     exit_code = 0
     try:

@@ -31,7 +31,7 @@ from benchmark.errors import UsageError
 from benchmark.registry import did_you_mean
 
 # Keys that are run control, not part of an experiment: never read from a file.
-NOT_IN_FILES = ("help", "config", "dry_run", "json")
+NOT_IN_FILES = ("help", "config", "dry_run", "json", "verbose")
 # Left out of the stored configuration too: they say how this invocation runs, not what it runs.
 NOT_STORED = (*NOT_IN_FILES, "force", "shard")
 # A list under the plural key runs one sweep per value, outermost first.

@@ -31,6 +31,7 @@ from benchmark.config import (
     to_jsonable,
 )
 from benchmark.errors import UsageError
+from benchmark.progress import Progress
 
 DEFAULT = "default"  # `--search default`: each strategy's own `search_space()`
 DONE = ("ok", "diverged")  # a point with such a row is searched: a diverged lr is an answer, not a gap
@@ -309,7 +310,7 @@ def describe(spec) -> str:
     return tuned.describe() if tuned else ""
 
 
-def execute(spec, cells: list[RunConfig], device, dist, log: Callable[[str], None], options):
+def execute(spec, cells: list[RunConfig], device, dist, log: Progress, options):
     """Run a sweep as sweep.execute does; a tuned one in both stages: `cells` (from first_stage) first,
     then whatever of the final stage the rows on disk allow. Returns a sweep.SweepResult."""
     from benchmark import sweep

@@ -13,7 +13,6 @@ import json
 import signal
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from benchmark.distributed import Dist
 from benchmark.errors import Diverged, UsageError
 from benchmark.inputs import SharedTrunkOutputs
 from benchmark.prepare import prepare_model
+from benchmark.progress import Progress
 from benchmark.provenance import device_name, provenance
 from benchmark.runner import fresh_copy, run
 from benchmark.training import seed_everything
@@ -244,7 +244,7 @@ class _Sweep:
     source: BackboneSource
     device: torch.device
     dist: Dist
-    log: Callable[[str], None]
+    progress: Progress
     options: ExecuteOptions
     result: SweepResult
     shared_trunks: SharedTrunkOutputs = dataclasses.field(default_factory=lambda: SHARED_TRUNKS)
@@ -256,7 +256,7 @@ def execute(
     cells: list[RunConfig],
     device: torch.device,
     dist: Dist,
-    log: Callable[[str], None],
+    progress: Progress,
     options: ExecuteOptions | None = None,
     tags: dict[str, dict[str, Any]] | None = None,
 ) -> SweepResult:
@@ -275,7 +275,7 @@ def execute(
     pending = [cell for cell in cells if cell.config_hash not in done]
     result.skipped = len(cells) - len(pending)
     if result.skipped:
-        log(f"skipping {result.skipped} cell(s) already done in {results_dir} (--force reruns them)")
+        progress(f"skipping {result.skipped} cell(s) already done in {results_dir} (--force reruns them)")
     if not pending:
         return result
     # Preflight: data and weights load before anything is written, so bad input costs nothing.
@@ -290,23 +290,23 @@ def execute(
     source = BackboneSource(len(splits.class_names))
     for cell in pending:
         source.preload(cell)
-    log(
+    progress(
         f"{len(pending)} cell(s) to run on {device} ({first.precision}), world size {dist.world_size}; "
         f"results in {results_dir}"
     )
-    sweep = _Sweep(splits, source, device, dist, log, options, result, tags=tags or {})
+    sweep = _Sweep(splits, source, device, dist, progress, options, result, tags=tags or {})
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # schedulers send SIGTERM
+    progress.sweep_started(len(pending))
     try:
         for number, cell in enumerate(pending, 1):
             tag = sweep.tags.get(cell.config_hash, {})
             stage = f", {tag['stage']} {tag['search_point']}" if tag else ""
-            log(
-                f"[{number}/{len(pending)}] {cell.strategy} on {cell.dataset}, seed {cell.seed}{stage} "
-                f"({cell.config_hash})"
-            )
+            title = f"{cell.strategy} on {cell.dataset}, seed {cell.seed}{stage} ({cell.config_hash})"
+            progress.cell_started(number, len(pending), title, _epochs(cell))
             if _run_claimed(cell, sweep) == "cancelled":
                 break
     finally:
+        progress.close()
         signal.signal(signal.SIGTERM, previous_handler)
     return result
 
@@ -321,7 +321,7 @@ def _run_claimed(cell: RunConfig, sweep: _Sweep) -> str | None:
             else False
         )
         if not claimed or already:
-            sweep.log("  another process is running or has finished this cell; moving on")
+            sweep.progress.cell_finished("another process is running or has finished this cell; moving on")
             sweep.result.busy += 1
             return None
         status = _run_one(cell, sweep)
@@ -355,7 +355,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
             dist,
             compile_model=sweep.options.compile_model,
             shared_trunks=sweep.shared_trunks,
-            on_epoch=lambda record: sweep.log(_epoch_line(record, cell)),
+            on_epoch=lambda record: sweep.progress.epoch(record, _epochs(cell)),
         )
     except KeyboardInterrupt:
         status, error = "cancelled", "interrupted (Ctrl-C or SIGTERM)"
@@ -365,7 +365,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
         status, error = "failed", f"out of memory: {str(failure).splitlines()[0]}"
     except Exception as failure:  # any error in one cell is recorded, and the sweep goes on
         status, error = "failed", f"{type(failure).__name__}: {failure}"
-        sweep.log(traceback.format_exc().rstrip())
+        sweep.progress(traceback.format_exc().rstrip())
     row.update(status=status, error=error, finished_at=_now())
     row.setdefault("weights", cell.weights)
     if outcome is not None:
@@ -383,13 +383,14 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
         # The other processes may be waiting in a collective operation: end the group, and torchrun
         # stops every process, rather than leave them hanging.
         raise RuntimeError(f"cell {cell.config_hash} failed on rank {dist.rank}: {error}")
-    sweep.log(f"  {status}: " + (f"test top-1 {row['test_top1']:.2%}" if status == "ok" else error))
+    if status == "ok":
+        summary = f"ok: test top-1 {row['test_top1']:.2%}, val top-1 {row['best_val_top1']:.2%}"
+    else:
+        summary = f"{status}: {error}"
+    sweep.progress.cell_finished(summary + f" ({row.get('train_seconds', 0.0):.1f} s training)")
     return status
 
 
-def _epoch_line(record: dict, cell: RunConfig) -> str:
-    of_epochs = "" if cell.train.steps else f"/{cell.train.epochs}"  # with --steps, the last epoch is partial
-    return (
-        f"  epoch {record['epoch']}{of_epochs}  train loss {record['train_loss']:.4f}  "
-        f"val top-1 {record['val_top1']:.2%}  ({record['train_seconds']:.1f} s)"
-    )
+def _epochs(cell: RunConfig) -> int | None:
+    """The run's epochs, or None with --steps, whose last epoch may be partial."""
+    return None if cell.train.steps else cell.train.epochs

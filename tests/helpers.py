@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import timm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,15 +21,19 @@ TINY_ARGS = ["--model", TINY_MODEL, "--img-size", str(TINY_IMG)] + [
     item for key, value in TINY.items() for item in ("--model-arg", f"{key}={value}")
 ]
 
+# Tests that read one fixture's results share a worker, so that it is computed once (`--dist loadgroup`).
+SHARED_SWEEP = pytest.mark.xdist_group("shared_sweep")
+
 
 def tiny_vit(num_classes: int = 10, img_size: int = TINY_IMG, **overrides):
     return timm.create_model(TINY_MODEL, num_classes=num_classes, img_size=img_size, **(TINY | overrides))
 
 
-def run_cli(
+def run_process(
     *args: str, cwd: Path, timeout: float = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """`python -m benchmark ARGS` as a user runs it, in `cwd`."""
+    """`python -m benchmark ARGS` in a new process, in `cwd`: for tests of what only a process shows (start-up
+    imports, a traceback reaching the terminal, signals, torchrun)."""
     environment = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "benchmark", *args],
@@ -35,6 +43,41 @@ def run_cli(
         timeout=timeout,
         env=environment,
     )
+
+
+@contextlib.contextmanager
+def _in(cwd: Path, environment: dict[str, str]) -> Iterator[None]:
+    """Run the body in `cwd` with `environment` added to os.environ, as a new process would be."""
+    saved_cwd, saved = Path.cwd(), {key: os.environ.get(key) for key in environment}
+    os.chdir(cwd)
+    os.environ.update(environment)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m benchmark ARGS` as a user runs it, in `cwd`, but in this process: the same `main`, exit
+    status, standard output and standard error, without a new interpreter importing torch each time."""
+    from benchmark import cli
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with (
+        _in(cwd, {"HF_HUB_OFFLINE": "1"} | (env or {})),
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit_:  # argparse's --help
+            code = exit_.code if isinstance(exit_.code, int) else 0
+    return subprocess.CompletedProcess(list(args), code, stdout.getvalue(), stderr.getvalue())
 
 
 def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:

@@ -11,7 +11,7 @@ import pytest
 import strategies
 from benchmark import cli, columns, store
 from benchmark.store import SCHEMAS
-from tests.helpers import ROOT, SWEEP, TINY_ARGS, run_cli
+from tests.helpers import ROOT, SHARED_SWEEP, SWEEP, TINY_ARGS, run_cli, run_process
 from tests.test_strategies import expected_trainable
 
 
@@ -91,7 +91,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, monkeypa
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
-    result = run_cli("run", "--strategies", "lorra", "--dataset", "synthetic", cwd=tmp_path)
+    result = run_process("run", "--strategies", "lorra", "--dataset", "synthetic", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: unknown strategy 'lorra'. Did you mean 'lora'? Valid: {', '.join(strategies.names())}"
@@ -112,6 +112,7 @@ def test_results_readme_documents_every_column_as_declared():
         assert f"<!-- columns:{table} -->" in text
 
 
+@SHARED_SWEEP
 def test_results_written_before_and_after_a_column_was_added_read_back_whole(tmp_path, sweep_results):
     """A folder mixing an older file (without a column) and a current one keeps every column."""
     folder = tmp_path / "results" / "runs"
@@ -126,6 +127,7 @@ def test_results_written_before_and_after_a_column_was_added_read_back_whole(tmp
     assert runs["run_id"].tolist() == [older["run_id"].item(), pd.read_parquet(current[1])["run_id"].item()]
 
 
+@SHARED_SWEEP
 def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
     runs = store.read(sweep_results, "runs")  # the whole folder, as the README says to read it
     assert len(runs) == 2 * len(strategies.names())
@@ -159,6 +161,7 @@ def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
         assert cells["count"].sum() == run["n_test"]
 
 
+@SHARED_SWEEP
 def test_rerun_skips_finished_cells(sweep_results):
     folder = sweep_results.parent
     before = sorted(path.name for path in (sweep_results / "runs").iterdir())

@@ -38,7 +38,7 @@ def test_torchrun_two_processes_match_a_single_process(tmp_path):
         timeout=300,
     )
     assert parallel.returncode == 0, parallel.stderr[-3000:]
-    single = run_cli("run", *CELLS, "--results-dir", "single", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    single = run_cli("run", *CELLS, "--results-dir", "single", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
 
     ddp = pd.read_parquet(tmp_path / "ddp" / "runs").set_index("strategy").sort_index()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -17,14 +18,16 @@ from benchmark import cli, data, trained
 from benchmark.pipeline import Pipeline
 from benchmark.training import seed_everything
 
+# A 4-block ViT-Ti from random initialisation: ill-conditioned features (a random ViT's effective rank is
+# low), on which a probe that stops early falls short of the convex optimum by an amount that depends on the
+# CPU's rounding (12 epochs: 89.97% on one machine, 88.86% on another, against 91.64%).
 MODEL, IMG, MODEL_ARGS = "vit_tiny_patch16_224", 32, {"patch_size": 4, "depth": 4}
-COMMAND = [
-    "run", "--strategies", "linear", "--dataset", "digits", "--model", MODEL, "--no-pretrained",
-    "--img-size", str(IMG), "--model-arg", "patch_size=4", "--model-arg", "depth=4",
-    "--epochs", "12", "--batch-size", "64", "--device", "cpu",
-]  # fmt: skip
+# The probe's own recipe (90 epochs), which converges: measured 92.20% against 91.64% (AMD EPYC, torch 2.14.1).
+COMMAND = ["run", "--strategies", "linear", "--dataset", "digits", "--model", MODEL, "--no-pretrained"]
+COMMAND += ["--img-size", str(IMG), "--batch-size", "64", "--device", "cpu"]
+COMMAND += [item for key, value in MODEL_ARGS.items() for item in ("--model-arg", f"{key}={value}")]
 C_GRID = np.logspace(-4, 4, 17)  # inverse L2 strength, half a decade apart
-TOLERANCE = 0.02  # top-1 as a fraction: two points
+TOLERANCE = 0.02  # top-1 as a fraction: two points below the reference (the converged probe was 0.56 above)
 
 
 def _features(splits: data.Splits) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], torch.nn.Module]:
@@ -58,6 +61,7 @@ def _logistic_regression_top1(features: dict[str, tuple[np.ndarray, np.ndarray]]
     return best_test
 
 
+@pytest.mark.slow
 def test_linear_probe_matches_logistic_regression(tmp_path: Path):
     results = tmp_path / "results"
     assert cli.main([*COMMAND, "--results-dir", str(results), "--keep-weights"]) == 0

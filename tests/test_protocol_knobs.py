@@ -16,6 +16,7 @@ from benchmark.config import TrainParams
 from benchmark.distributed import Dist
 from benchmark.errors import UsageError
 from benchmark.prepare import prepare_model
+from benchmark.progress import Progress
 from benchmark.sweep import SweepSpec, execute, expand
 from benchmark.training import Stepper, make_optimizer, make_scheduler
 from tests.helpers import TINY, TINY_ARGS, TINY_IMG, TINY_MODEL, tiny_vit
@@ -44,7 +45,7 @@ def sweep(results: Path, log=lambda text: None, **train_flags) -> None:
         eval_batch_size=256,
         results_dir=results,
     )
-    execute(expand(spec), CPU, Dist(), log)
+    execute(expand(spec), CPU, Dist(), Progress(log, verbose=True))  # every epoch's line reaches `log`
 
 
 def one_step(accumulate: int, batch: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

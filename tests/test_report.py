@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 import strategies
-from tests.helpers import run_cli, tiny_run
+from tests.helpers import SHARED_SWEEP, run_cli, tiny_run
+
+pytestmark = SHARED_SWEEP  # its fixture is computed once, on one worker
 
 
 @pytest.fixture(scope="module")
