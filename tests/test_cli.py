@@ -90,6 +90,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, monkeypa
     assert list(tmp_path.iterdir()) == [], "bad input wrote files"
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     result = run_process("run", "--strategies", "lorra", "--dataset", "synthetic", cwd=tmp_path)
     assert result.returncode == 2

@@ -26,6 +26,7 @@ CELLS = [
 ]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_a_single_process(tmp_path):
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -55,6 +56,7 @@ def test_torchrun_two_processes_match_a_single_process(tmp_path):
         assert ddp.loc[strategy, "n_test"] == one.loc[strategy, "n_test"]
 
 
+@pytest.mark.slow
 def test_two_shards_cover_a_sweep_exactly_once(tmp_path):
     sweep = [
         *tiny_run("linear,lora,last_k", epochs=1),

@@ -37,6 +37,7 @@ def runs(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(folder / "results" / "runs")
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     killed.mkdir(), clean.mkdir()
@@ -66,6 +67,7 @@ def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path):
     assert not list((killed / "results" / "checkpoints").glob("*.pt")), "checkpoint left after success"
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_cancelled_and_the_rerun_finishes(tmp_path):
     process = start_cli(*LONG_CELL, cwd=tmp_path)
     wait_for_checkpoint(tmp_path, process)
@@ -80,6 +82,7 @@ def test_ctrl_c_records_cancelled_and_the_rerun_finishes(tmp_path):
     assert sorted(runs(tmp_path)["status"]) == ["cancelled", "ok"]
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_never_run_a_cell_twice(tmp_path):
     sweep = [
         *tiny_run("linear,lora,last_k", epochs=3),

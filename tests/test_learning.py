@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmark import cli, store
 
 
+@pytest.mark.slow
 def test_full_fine_tune_learns_digits(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo's own recipe: a 2-block ViT from random initialisation
     assert cli.main(["run", *cli.DEMO_ARGS, "--strategies", "full"]) == 0

@@ -174,6 +174,7 @@ def test_default_uses_each_strategy_search_space(tmp_path, capsys):
     assert "search lora: lr (4: 0.0001, 0.0003, 0.001, 0.003) = 4 run(s)" in err
 
 
+@pytest.mark.slow
 def test_a_sigkill_in_the_middle_then_a_rerun_give_the_uninterrupted_table(tmp_path):
     import signal
     import time
