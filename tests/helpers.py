@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import timm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,9 +19,6 @@ TINY_IMG = 16
 TINY_ARGS = ["--model", TINY_MODEL, "--img-size", str(TINY_IMG)] + [
     item for key, value in TINY.items() for item in ("--model-arg", f"{key}={value}")
 ]
-
-# Tests that read one fixture's results share a worker, so that it is computed once (`--dist loadgroup`).
-SHARED_SWEEP = pytest.mark.xdist_group("shared_sweep")
 
 
 def tiny_vit(num_classes: int = 10, img_size: int = TINY_IMG, **overrides):

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 import strategies
-from benchmark import cli, columns, store
+from benchmark import cli, columns
 from benchmark.store import SCHEMAS
-from tests.helpers import ROOT, SHARED_SWEEP, SWEEP, TINY_ARGS, run_cli, run_process
-from tests.test_strategies import expected_trainable
+from tests.helpers import ROOT, TINY_ARGS, run_cli, run_process
 
 
 def test_dry_run_counts_vit_b16_offline_and_writes_nothing(tmp_path):
@@ -111,65 +108,6 @@ def test_results_readme_documents_every_column_as_declared():
     assert columns.render_readme(text) == text, "run `python -m benchmark.columns` to regenerate"
     for table in SCHEMAS:
         assert f"<!-- columns:{table} -->" in text
-
-
-@SHARED_SWEEP
-def test_results_written_before_and_after_a_column_was_added_read_back_whole(tmp_path, sweep_results):
-    """A folder mixing an older file (without a column) and a current one keeps every column."""
-    folder = tmp_path / "results" / "runs"
-    folder.mkdir(parents=True)
-    current = sorted((sweep_results / "runs").glob("*.parquet"))[:2]
-    older = pd.read_parquet(current[0]).drop(columns=["test_macro_f1", "tf32"])
-    older.to_parquet(folder / "0-older.parquet")  # sorts first, as pandas would take its schema from it
-    pd.read_parquet(current[1]).to_parquet(folder / "1-newer.parquet")
-    runs = store.read(tmp_path / "results", "runs")
-    assert list(runs.columns) == SCHEMAS["runs"].names
-    assert runs["test_macro_f1"].isna().tolist() == [True, False]
-    assert runs["run_id"].tolist() == [older["run_id"].item(), pd.read_parquet(current[1])["run_id"].item()]
-
-
-@SHARED_SWEEP
-def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
-    runs = store.read(sweep_results, "runs")  # the whole folder, as the README says to read it
-    assert len(runs) == 2 * len(strategies.names())
-    assert set(runs["status"]) == {"ok"}
-    assert sorted(runs.groupby("strategy")["seed"].apply(sorted).tolist()) == [[0, 1]] * len(
-        strategies.names()
-    )
-    for path in (sweep_results / "runs").glob("*.parquet"):
-        assert pq.read_schema(path).remove_metadata() == SCHEMAS["runs"]
-    for _, run in runs.iterrows():  # exact counts, the head counted once
-        assert run["trainable_params"] == expected_trainable(run["strategy"]), run["strategy"]
-    # The last epoch's accuracy is kept apart; it is the selected model's when the last epoch was the best.
-    assert runs["test_top1_last_epoch"].notna().all()
-    last_is_best = runs["best_val_epoch"] == runs["epochs_completed"]
-    assert (runs.loc[last_is_best, "test_top1_last_epoch"] == runs.loc[last_is_best, "test_top1"]).all()
-    full = runs[runs["strategy"] == "full"].iloc[0]
-    assert full["trainable_params"] == full["total_params"]
-    assert set(runs.loc[runs["strategy"] == "linear", "trunk_cached"]) == {True}
-    assert (runs["weights"] == "none (random initialisation)").all()
-    assert runs["data_source"].str.startswith("synthetic").all()
-    epochs = pd.read_parquet(sweep_results / "epochs")
-    assert len(epochs) == 2 * len(runs) and set(epochs["run_id"]) == set(runs["run_id"])
-    classes = pd.read_parquet(sweep_results / "classes")
-    assert len(classes) == 10 * len(runs)
-    # The confusion matrix and the per-class table describe the same predictions as test_top1.
-    confusion = pd.read_parquet(sweep_results / "confusion")
-    for _, run in runs.iterrows():
-        cells = confusion[confusion["run_id"] == run["run_id"]]
-        correct = cells.loc[cells["true_index"] == cells["predicted_index"], "count"].sum()
-        assert correct / cells["count"].sum() == pytest.approx(run["test_top1"])
-        assert cells["count"].sum() == run["n_test"]
-
-
-@SHARED_SWEEP
-def test_rerun_skips_finished_cells(sweep_results):
-    folder = sweep_results.parent
-    before = sorted(path.name for path in (sweep_results / "runs").iterdir())
-    result = run_cli(*SWEEP, cwd=folder)
-    assert result.returncode == 0, result.stderr
-    assert f"skipping {2 * len(strategies.names())} cell(s) already done" in result.stderr
-    assert sorted(path.name for path in (sweep_results / "runs").iterdir()) == before
 
 
 def test_readme_strategy_table_is_the_registry():

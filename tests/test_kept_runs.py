@@ -16,8 +16,6 @@ from benchmark.cli import DEMO_ARGS
 DIGITS_RUN = ["run", *DEMO_ARGS, "--strategies", "lora", "--epochs", "3", "--lr", "3e-3", "--keep-weights"]
 DIGITS_RUN += ["--model-arg", "depth=2", "--model-arg", "embed_dim=32", "--model-arg", "num_heads=2"]
 
-pytestmark = pytest.mark.xdist_group("kept_run")  # its fixture is computed once, on one worker
-
 
 @pytest.fixture(scope="module")
 def kept_run(tmp_path_factory) -> tuple:

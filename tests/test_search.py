@@ -20,8 +20,6 @@ from tests.helpers import TINY_ARGS
 LRS = {"linear": (1e-3, 0.3), "bitfit": (1e-4, 1e-2)}
 SEARCH = [f"{name}.lr={','.join(map(str, values))}" for name, values in LRS.items()]
 
-pytestmark = pytest.mark.xdist_group("tuned_sweep")  # its fixture is computed once, on one worker
-
 
 def tuned_argv(results: Path, *extra: str) -> list[str]:
     argv = ["run", "--strategies", ",".join(LRS), "--dataset", "synthetic", *TINY_ARGS, "--no-pretrained"]

@@ -1,0 +1,70 @@
+"""Exact trainable-parameter counts of every strategy on the tiny ViT of tests/helpers.py, worked out by hand
+from its shape (never read from a model), for the tests that check counts."""
+
+from __future__ import annotations
+
+from tests.helpers import TINY
+
+CLASSES = 10
+
+
+def architecture_counts() -> dict[str, int]:
+    """Parameter counts of the tiny ViT, worked out by hand from its shape (not from the model)."""
+    width, depth, patch = TINY["embed_dim"], TINY["depth"], TINY["patch_size"]
+    tokens = (16 // patch) ** 2 + 1  # patches plus the class token
+    norm = 2 * width
+    block = (
+        2 * norm
+        + (width * 3 * width + 3 * width)
+        + (width * width + width)
+        + (width * 4 * width + 4 * width)
+        + (4 * width * width + width)
+    )
+    embed = 3 * patch * patch * width + width + width + tokens * width
+    head = width * CLASSES + CLASSES
+    return {"block": block, "norm": norm, "embed": embed, "head": head, "depth": depth, "width": width}
+
+
+def _peft_per_block(size: dict[str, int]) -> dict[str, int]:
+    """Trainable adapter numbers per block of the peft strategies at their defaults, all on `qkv`
+    (input w, output 3w) except (IA)^3, which also scales `fc2`'s input (4w)."""
+    w = size["width"]
+    assert w == 32, "the LoKr and OFT counts below are worked out for width 32"
+    return {
+        "dora": 8 * (w + 3 * w) + 3 * w,  # LoRA r=8 (A: 8 x w, B: 3w x 8) plus one magnitude per output
+        "loha": 2 * 8 * (w + 3 * w),  # two rank-8 LoRA-shaped pairs
+        # Kronecker factors from the divisor pairs nearest the square roots: 3w = 96 = 8 x 12 and
+        # w = 32 = 4 x 8; W1 is 8 x 4; W2 (12 x 8) stays whole since r=8 is not below max(12, 8) / 2.
+        "lokr": 8 * 4 + 12 * 8,
+        "ia3": 3 * w + 4 * w,  # one scale per qkv output and per fc2 input
+        "oft": (w // 32) * (32 * 31 // 2),  # blocks of 32 on the input, skew-symmetric: 32 * 31 / 2 each
+        "vera": 256 + 3 * w,  # d (one per rank, r=256) and b (one per output)
+        "fourierft": 3000,  # n_frequency spectral coefficients
+        "adalora": 12 * w + 3 * w * 12 + 12,  # init_r=12: P (12 x w), Q (3w x 12), singular values E (12)
+        "boft": (w // 4) * 4 * 4 + 3 * w,  # 4 x 4 blocks on the input, one scale per output
+    }
+
+
+def expected_trainable(name: str) -> int:
+    size = architecture_counts()
+    everything = size["embed"] + size["depth"] * size["block"] + size["norm"] + size["head"]
+    expected = {
+        "full": everything,
+        "scratch": everything,
+        "linear": size["head"],
+        "last_k": 2 * size["block"] + size["norm"] + size["head"],  # default k=2
+        "lora": size["depth"] * 8 * (size["width"] + 3 * size["width"]) + size["head"],  # r=8 on qkv
+        "vpt_shallow": 10 * size["width"] + size["head"],  # 10 prompt tokens before block 1
+        "vpt_deep": size["depth"] * 10 * size["width"] + size["head"],  # 10 prompt tokens per block
+        # Biases per block: norm1 w, qkv 3w, proj w, norm2 w, fc1 4w, fc2 w = 11w; plus patch
+        # embedding and final norm, w each.
+        "bitfit": size["depth"] * 11 * size["width"] + 2 * size["width"] + size["head"],
+        "norm": size["depth"] * 2 * size["norm"] + size["norm"] + size["head"],  # two LayerNorms a block
+        # A scale and a shift per output channel of the same layers whose biases bitfit trains.
+        "ssf": 2 * (size["depth"] * 11 * size["width"] + 2 * size["width"]) + size["head"],
+        # Bottleneck 64: down w*64 + 64, up 64*w + w; one per block (adaptformer), two (adapter).
+        "adaptformer": size["depth"] * (2 * 64 * size["width"] + 64 + size["width"]) + size["head"],
+        "adapter": 2 * size["depth"] * (2 * 64 * size["width"] + 64 + size["width"]) + size["head"],
+    }
+    expected |= {name: size["depth"] * count + size["head"] for name, count in _peft_per_block(size).items()}
+    return expected[name]  # a new strategy adds its expected count here
