@@ -23,10 +23,14 @@ INSPECT = ["inspect", "--model", "vit_tiny_patch16_224", "--weights", "none"]
 
 
 def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares width x height pixels (the header is all Pillow reads before refusing it)."""
+    """A PNG that declares width x height grey pixels and holds none: Pillow reads the header, then refuses
+    the size before decoding anything."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + header
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
 
 
 def yaml_file(text: str | bytes) -> Callable[[Path], None]:
@@ -35,15 +39,6 @@ def yaml_file(text: str | bytes) -> Callable[[Path], None]:
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
 
     return write
-
-
-def symlink_loop(folder: Path) -> None:
-    (folder / "loop.png").symlink_to(folder / "loop.png")
-
-
-def images(folder: Path) -> None:
-    (folder / "a_folder").mkdir()
-    (folder / "huge.png").write_bytes(png_header(20000, 20000))
 
 
 DEEP = "set: " + "[" * 100 + "]" * 100 + "\n"
