@@ -283,7 +283,7 @@ def _from_hub(name: str, num_classes: int, img_size: int | None, model_args: dic
         except UsageError:
             raise
         except Exception as error:  # network and hub errors
-            where = " (offline: not in the local cache)" if offline else ""
+            where = hub.not_cached_note(offline)
             raise UsageError(
                 f"could not fetch pretrained weights for {name} from the Hugging Face hub{where} "
                 f"({type(error).__name__}); pass --weights FILE or --no-pretrained"

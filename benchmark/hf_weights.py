@@ -174,6 +174,8 @@ def download(spec: str) -> Path:
 def _download(repo: str, revision: str | None, offline: bool) -> Path:
     from huggingface_hub import snapshot_download
 
+    from benchmark import hub
+
     for name in WEIGHT_FILES:
         try:
             folder = Path(
@@ -184,7 +186,7 @@ def _download(repo: str, revision: str | None, offline: bool) -> Path:
                 )
             )
         except Exception as error:  # offline and not cached, unknown repo, network: many types
-            where = " (offline: it is not in the local cache)" if offline else ""
+            where = hub.not_cached_note(offline)
             raise UsageError(
                 f"could not fetch hf:{repo} from the Hugging Face hub{where}: {type(error).__name__}; "
                 "pass a local folder with --weights, or --no-pretrained"

@@ -53,3 +53,12 @@ def cache_only_unless_reachable() -> Iterator[bool]:
         yield True
     finally:
         constants.HF_HUB_OFFLINE = saved
+
+
+def not_cached_note(offline: bool) -> str:
+    """Why a download that found nothing in the cache did not ask the hub, in words ("" if it did)."""
+    if not offline:
+        return ""
+    if offline_requested():
+        return " (HF_HUB_OFFLINE is set and it is not cached)"
+    return " (the hub cannot be reached and it is not in the local cache)"
