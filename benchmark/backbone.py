@@ -14,7 +14,7 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from benchmark import google_npz, hf_weights
+from benchmark import google_npz, hf_weights, hub
 from benchmark.config import did_you_mean
 from benchmark.errors import UsageError
 
@@ -91,9 +91,23 @@ def _create(
 def create_skeleton(
     name: str, num_classes: int, img_size: int | None, model_args: dict[str, Any]
 ) -> nn.Module:
-    """The architecture on the meta device: no memory, no weights; for counting and validation."""
-    with torch.device("meta"):
-        return _create(name, num_classes, img_size, model_args, pretrained=False)
+    """The architecture on the meta device: no memory, no weights; for counting and validation.
+    An architecture that cannot be built (num_heads not dividing the width, a negative size, an image
+    smaller than one patch) is a one-line UsageError."""
+    try:
+        with torch.device("meta"):
+            model = _create(name, num_classes, img_size, model_args, pretrained=False)
+    except (AssertionError, RuntimeError, ValueError, ZeroDivisionError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise UsageError(
+            f"model {name} cannot be built with --model-arg {model_args or '{}'} and --img-size "
+            f"{img_size or 'default'}: {detail}"
+        ) from None
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if grid is not None and min(grid) < 1:
+        patch = tuple(model.patch_embed.patch_size)
+        raise UsageError(f"--img-size {img_size} is smaller than model {name}'s patch size {patch[0]}")
+    return model
 
 
 def weights_fingerprint(weights: str) -> str:
@@ -146,6 +160,14 @@ def _misfit(source: str, model: nn.Module, detail: str) -> UsageError:
     )
 
 
+def _same_kind(value: torch.Tensor, own: torch.Tensor) -> bool:
+    """Real floating-point for a floating-point model tensor (any precision), else the same dtype: an
+    integer, boolean or complex tensor is never cast into a float weight (that would drop its meaning)."""
+    if own.is_floating_point():
+        return value.is_floating_point() and not value.is_complex()
+    return value.dtype == own.dtype
+
+
 def fit_state(
     state: dict[str, torch.Tensor], model: nn.Module, source: str
 ) -> tuple[dict[str, torch.Tensor], str]:
@@ -165,6 +187,10 @@ def fit_state(
             raise _misfit(source, model, f"the model has no tensor '{key}'")
         if key == "pos_embed" and value.shape != own[key].shape and value.shape[-1] == own[key].shape[-1]:
             value, pos_embed = _resample_pos_embed(value, model, source)
+        if not _same_kind(value, own[key]):
+            raise _misfit(
+                source, model, f"'{key}' is {value.dtype} in the file, {own[key].dtype} in the model"
+            )
         if value.shape != own[key].shape:
             raise _misfit(
                 source,
@@ -246,20 +272,22 @@ def _from_hub(name: str, num_classes: int, img_size: int | None, model_args: dic
     described = f"hub:{model.pretrained_cfg.get('hf_hub_id') or name}"
     # timm's custom .npz loader (custom_load, from a URL or file, not the hub) skips the filter.
     outcome = {"pos_embed": "unchecked: timm's own .npz loader"}
-    try:
-        timm.models.load_pretrained(
-            model,
-            num_classes=num_classes,
-            in_chans=model_args.get("in_chans", 3),
-            filter_fn=_strict_filter(model, described, outcome),
-        )
-    except UsageError:
-        raise
-    except Exception as error:  # network and hub errors
-        raise UsageError(
-            f"could not fetch pretrained weights for {name} from the Hugging Face hub "
-            f"({type(error).__name__}); pass --weights FILE or --no-pretrained"
-        ) from None
+    with hub.cache_only_unless_reachable() as offline:
+        try:
+            timm.models.load_pretrained(
+                model,
+                num_classes=num_classes,
+                in_chans=model_args.get("in_chans", 3),
+                filter_fn=_strict_filter(model, described, outcome),
+            )
+        except UsageError:
+            raise
+        except Exception as error:  # network and hub errors
+            where = hub.not_cached_note(offline)
+            raise UsageError(
+                f"could not fetch pretrained weights for {name} from the Hugging Face hub{where} "
+                f"({type(error).__name__}); pass --weights FILE or --no-pretrained"
+            ) from None
     return model, _Loaded(described, "", None, outcome["pos_embed"])
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,7 +37,10 @@ class Progress:
 
 
 def save(path: Path, config_hash: str, prepared: Prepared, optimizer, scheduler, progress: Progress) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Plain tensors and builtins only, so that `load` can refuse anything else; written like every file
+    (temporary name, fsync, rename)."""
+    from benchmark.store import write_file
+
     state = {
         "config_hash": config_hash,
         "model": prepared.state(),
@@ -45,24 +51,60 @@ def save(path: Path, config_hash: str, prepared: Prepared, optimizer, scheduler,
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    temporary = path.parent / f".tmp-{path.name}"
-    torch.save(state, temporary)
-    temporary.replace(path)
+    write_file(path, lambda file: torch.save(state, file))
 
 
-def load(path: Path, config_hash: str, prepared: Prepared, optimizer, scheduler) -> Progress:
-    """The saved progress, restored into the model, optimiser and schedule; a fresh start if none fits."""
+def load(
+    path: Path,
+    config_hash: str,
+    prepared: Prepared,
+    optimizer,
+    scheduler,
+    warn: Callable[[str], None] = print,
+) -> Progress:
+    """The saved progress, restored into the model, optimiser and schedule; a fresh start if none fits.
+
+    Loaded with weights_only=True: a planted file cannot run code. A checkpoint that cannot be read or
+    restored (truncated, damaged, missing keys, foreign) is renamed to `<name>.unreadable`, named in one
+    line given to `warn`, and the cell starts fresh."""
     if not path.exists():
         return Progress()
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("config_hash") != config_hash:
+    fresh = _snapshot(prepared, optimizer, scheduler)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("config_hash") != config_hash:
+            raise ValueError("it is not this cell's checkpoint")
+        progress = Progress(**state["progress"])
+        _restore(state, prepared, optimizer, scheduler)
+    except Exception as error:  # torch, pickle and zip raise many types for a damaged file
+        _restore(fresh, prepared, optimizer, scheduler)
+        aside = path.with_name(path.name + ".unreadable")
+        with contextlib.suppress(FileNotFoundError):  # under DDP, another process may have moved it
+            path.replace(aside)
+        reason = " ".join(str(error).split())[:160]
+        warn(
+            f"  warning: checkpoint {path} is unreadable ({type(error).__name__}: {reason}); set aside as "
+            f"{aside.name}, the cell starts fresh"
+        )
         return Progress()
+    progress.resumed_from_epoch = progress.epoch
+    return progress
+
+
+def _snapshot(prepared: Prepared, optimizer, scheduler) -> dict:
+    """The fresh state, to go back to if a checkpoint fails half-way through being restored."""
+    return {
+        "model": prepared.state(),  # already a copy
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "scheduler": copy.deepcopy(scheduler.state_dict()),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _restore(state: dict, prepared: Prepared, optimizer, scheduler) -> None:
     prepared.model.load_state_dict(state["model"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    progress = Progress(**state["progress"])
-    progress.resumed_from_epoch = progress.epoch
-    return progress

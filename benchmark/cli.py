@@ -17,7 +17,8 @@ import strategies
 from benchmark import data
 from benchmark.arguments import int_list, key_values, shard
 from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, strategy_class
-from benchmark.errors import UsageError
+from benchmark.errors import DiskFull, UsageError
+from benchmark.limits import check_img_size, check_seeds
 
 DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
 GPU_EVAL_BATCH, CPU_EVAL_BATCH = 512, 64  # images per evaluation (and trunk-caching) batch
@@ -323,8 +324,7 @@ def spec_from_args(args: argparse.Namespace):
 
     if args.no_pretrained and args.weights != "hub":
         raise UsageError("--no-pretrained and --weights contradict each other; give one")
-    if args.img_size is not None and args.img_size < 1:
-        raise UsageError(f"--img-size must be a positive number of pixels; got {args.img_size}")
+    check_img_size(args.img_size)
     data.info(args.dataset)
     train_flags = {key: getattr(args, key) for key in TRAIN_KEYS if getattr(args, key) is not None}
     return SweepSpec(
@@ -334,7 +334,7 @@ def spec_from_args(args: argparse.Namespace):
         weights="none" if args.no_pretrained else args.weights,
         img_size=args.img_size,
         model_args=key_values(args.model_arg, "--model-arg"),
-        seeds=int_list(args.seeds, "--seeds"),
+        seeds=check_seeds(int_list(args.seeds, "--seeds"), "--seeds"),
         train_flags=train_flags,
         overrides=_overrides(args.set),
         val_fraction=args.val_fraction,
@@ -353,12 +353,7 @@ def command_run(args: argparse.Namespace) -> int:
     runs: list[experiment.Sweep] = args.sweeps  # one per dataset x model x train size of an experiment file
     args = runs[0].args  # the sweeps differ only in dataset, model and train size
     specs = [spec_from_args(each.args) for each in runs]
-    try:
-        device = distributed.resolve_device(args.device)
-    except (RuntimeError, ValueError) as error:
-        raise UsageError(
-            f"--device {args.device} is not usable here ({error}); valid: auto, cpu, cuda, cuda:N"
-        ) from None
+    device = _device(args.device)
     # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
     # MB per layer and allocating them costs more than it saves (measured: 1.48x slower than batch 64).
     default_eval_batch = CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
@@ -411,6 +406,20 @@ def command_run(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def _device(requested: str):
+    """The torch device of --device, or a one-line UsageError."""
+    from benchmark import distributed
+
+    try:
+        return distributed.resolve_device(requested)
+    except (RuntimeError, ValueError, AssertionError) as error:
+        first = (str(error).splitlines() or [""])[0]
+        detail = "an unknown device type" if first.startswith("Expected one of") else first[:120]
+        raise UsageError(
+            f"--device {requested} is not usable here ({detail}); valid: auto, cpu, cuda, cuda:N"
+        ) from None
+
+
 def _print_plans(plans: list[list[dict]], specs: list, as_json: bool) -> None:
     if as_json:
         print(json.dumps([item for each in plans for item in each], indent=2))
@@ -452,8 +461,8 @@ def _precision(requested: str, device) -> str:
 
 
 def command_speed(args: argparse.Namespace) -> int:
-    from benchmark import distributed, speed, store
-    from benchmark.backbone import check_model_name
+    from benchmark import speed, store
+    from benchmark.backbone import check_model_name, create_skeleton
     from benchmark.config import make_train_params
     from benchmark.report import print_speed
 
@@ -468,11 +477,14 @@ def command_speed(args: argparse.Namespace) -> int:
     if args.peak_tflops is not None and args.peak_tflops <= 0:
         raise UsageError(f"--peak-tflops must be positive; got {args.peak_tflops}")
     check_model_name(args.model)
-    device = distributed.resolve_device(args.device)
+    check_img_size(args.img_size)
+    model_args = key_values(args.model_arg, "--model-arg")
+    create_skeleton(args.model, args.num_classes, args.img_size, model_args)  # one line if it cannot be built
+    device = _device(args.device)
     spec = speed.SpeedSpec(
         strategies=_strategy_names(args.strategies),
         model=args.model,
-        model_args=key_values(args.model_arg, "--model-arg"),
+        model_args=model_args,
         img_size=args.img_size,
         num_classes=args.num_classes,
         batch_size=args.batch_size,
@@ -571,13 +583,15 @@ def command_list(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from benchmark import report
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder for the report")
     return report.main(args.results_dir, args.out or args.results_dir / "report", args.dataset, args.model)
 
 
 def command_eval(args: argparse.Namespace) -> int:
-    from benchmark import distributed, kept
+    from benchmark import kept
 
-    device = distributed.resolve_device(args.device)
+    device = _device(args.device)
     row = kept.find_run(args.results_dir, args.run)
     batch = CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
     result = kept.evaluate_run(row, args.results_dir, device, args.dataset, args.split, args.data_dir, batch)
@@ -610,6 +624,8 @@ def command_inspect(args: argparse.Namespace) -> int:
     from benchmark import kept
 
     out = args.out or args.results_dir / "report"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the figures")
     if (args.run is None) == (args.model is None):
         raise UsageError(
             "inspect takes a run id, or --model (with --weights) for a backbone never fine-tuned"
@@ -619,7 +635,12 @@ def command_inspect(args: argparse.Namespace) -> int:
             kept.find_run(args.results_dir, args.run), args.results_dir, out, args.data_dir
         )
     else:
+        from benchmark.backbone import check_model_name, create_skeleton
+
+        check_model_name(args.model)
+        check_img_size(args.img_size)
         model_args = key_values(args.model_arg, "--model-arg")
+        create_skeleton(args.model, 10, args.img_size, model_args)  # one line if it cannot be built
         written = kept.inspect_backbone(
             args.model, args.weights, args.dataset, out, model_args, args.img_size, args.data_dir
         )
@@ -660,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, never wrapped
         return 2
+    except DiskFull as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         console.print("interrupted", markup=False)
         return 130

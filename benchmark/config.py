@@ -11,6 +11,7 @@ from typing import Any
 import strategies
 from benchmark.arguments import build_dataclass
 from benchmark.errors import UsageError
+from benchmark.limits import check_float, check_int
 from benchmark.registry import did_you_mean
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -68,8 +69,18 @@ class TrainParams:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        self._check_bounds()
         _check_optimizer(self.optimizer)
         _check_train_size(self.train_size)
+
+    def _check_bounds(self) -> None:
+        """Finite, and fits the int64 / float64 columns and the optimiser's float32 arithmetic."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "int":
+                check_int(value, field.name)
+            elif field.type == "float":
+                check_float(value, field.name)
 
 
 def _check_optimizer(name: str) -> None:

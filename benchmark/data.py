@@ -71,14 +71,51 @@ def _cifar_class(name: str) -> type[CIFAR10]:
     return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
 
 
+_NUMPY_CORE = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed numpy.core
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """What `_codecs.encode` does in the pickles of bytes written with protocol 2, and nothing more."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"unexpected encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Only what the official CIFAR batches hold: dicts, lists, strings, bytes and numpy arrays.
+
+    Any other global (os.system, builtins.eval, ...) is refused, so a planted batch cannot run code."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _NUMPY_CORE.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _NUMPY_CORE.multiarray._reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _NUMPY_CORE.numeric._frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _NUMPY_CORE.numeric._frombuffer,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"it refers to {module}.{name}, which CIFAR batches never do"
+            ) from None
+
+
 def _read_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as file:
-            return pickle.load(file, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, OSError) as error:
+            batch = _CifarUnpickler(file, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, OSError, TypeError, AttributeError) as error:
         raise UsageError(
             f"{path} is not a readable CIFAR batch ({error}); delete it and extract the archive again"
         ) from None
+    if not isinstance(batch, dict):
+        raise UsageError(f"{path} is not a CIFAR batch (a {type(batch).__name__}, not a dict)")
+    return batch
 
 
 def _read_cifar_folder(folder: Path, spec: type[CIFAR10]) -> tuple[Split, Split, list[str], bool]:
@@ -236,6 +273,11 @@ def load(name: str, data_dir: Path, val_fraction: float, download: bool = True) 
     dataset = info(name)
     train, test, class_names, source, verified = dataset.load(Path(data_dir), download)
     val_mask = _stratified_holdout(train.labels, val_fraction, seed=VALIDATION_SEED)
+    if val_mask.all():
+        raise UsageError(
+            f"--val-fraction {val_fraction} holds out all {len(val_mask)} training images of {name} "
+            "for validation, leaving none to train on; give a smaller share"
+        )
     return Splits(
         train=Split(train.images[~val_mask], train.labels[~val_mask]),
         val=Split(train.images[val_mask], train.labels[val_mask]),

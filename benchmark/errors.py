@@ -7,3 +7,7 @@ class UsageError(Exception):
 
 class Diverged(Exception):
     """The training loss became non-finite."""
+
+
+class DiskFull(Exception):
+    """A write failed because the disk (or quota) is full. The CLI says so in one line and exits 1."""

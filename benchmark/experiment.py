@@ -18,9 +18,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import os
 import shlex
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,14 +49,67 @@ class Sweep:
     command: list[str]  # the `run` command line as given, --config included
 
 
-def load(path: Path) -> dict[str, Any]:
-    """The file's mapping; a missing, unreadable or non-mapping file is a one-line UsageError."""
+# Limits on an experiment file, so that no file can exhaust the machine: its size, the nesting of its
+# mappings and lists, and no YAML aliases (an alias bomb expands a few lines into billions of nodes).
+MAX_FILE_BYTES = 1 << 20  # 1 MiB; the shipped protocols are under 4 KiB
+MAX_DEPTH = 16  # nesting of mappings and lists; `set: {lora: {r: 16}}` is 3
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases, without duplicate keys, and with bounded nesting."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _FileError(f"YAML aliases (*{event.anchor}) are not allowed", event.start_mark)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _FileError(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise _FileError(f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _FileError(Exception):
+    def __init__(self, problem: str, mark) -> None:
+        super().__init__(f"{problem} at line {mark.line + 1}" if mark else problem)
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, reading at most MAX_FILE_BYTES + 1 bytes (so /dev/zero ends at once)."""
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise UsageError(f"--config {path}: cannot read it ({error.strerror or error})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise UsageError(f"--config {path}: larger than the limit of {MAX_FILE_BYTES:,} bytes")
     try:
-        values = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"--config {path}: not UTF-8 text (byte {error.start})") from None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The file's mapping; a missing, unreadable, oversized, non-UTF-8 or non-mapping file, an alias, a
+    duplicate key or too deep a nesting is a one-line UsageError."""
+    text = _read_text(path)
+    try:
+        values = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _FileError as error:
+        raise UsageError(f"--config {path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -258,14 +309,6 @@ def to_yaml(config: dict[str, Any], header: str) -> str:
     return comment + yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
 
 
-def _write(path: Path, text: str) -> None:
-    """Under a temporary name, then renamed into place: a killed process never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 @contextlib.contextmanager
 def recorded(sweep: Sweep, results_dir: Path, cell_hashes: list[str]) -> Iterator[Path]:
     """Store the sweep's resolved configuration as RESULTS_DIR/experiments/<hash>.yaml while it runs.
@@ -273,6 +316,8 @@ def recorded(sweep: Sweep, results_dir: Path, cell_hashes: list[str]) -> Iterato
     Written before the first cell, so that even a killed run leaves its configuration; taken back if the
     sweep stops on bad input (a UsageError: a missing dataset, unfitting weights), which writes nothing.
     """
+    from benchmark import store
+
     digest = config_hash(sweep.resolved)
     path = Path(results_dir) / "experiments" / f"{digest}.yaml"
     header = (
@@ -281,7 +326,8 @@ def recorded(sweep: Sweep, results_dir: Path, cell_hashes: list[str]) -> Iterato
         f"Cells (config_hash): {', '.join(cell_hashes)}"
     )
     created = [each for each in (path, *path.parents) if not each.exists()]  # the file, then new folders
-    _write(path, to_yaml(sweep.resolved, header))
+    text = to_yaml(sweep.resolved, header).encode()
+    store.write_file(path, lambda file: file.write(text))  # a killed process never leaves half a file
     try:
         yield path
     except UsageError:

@@ -13,7 +13,6 @@ masked-image-modelling pre-training). Every other tensor must map onto a timm na
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -162,11 +161,21 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
 def download(spec: str) -> Path:
     """The local folder holding a hub repo's config, preprocessor config and weights (cached).
 
-    huggingface_hub caches in ~/.cache/huggingface and honours HF_HUB_OFFLINE=1 (cache only).
+    huggingface_hub caches in ~/.cache/huggingface and honours HF_HUB_OFFLINE=1 (cache only); without a
+    network, only the cache is asked too (benchmark.hub).
     """
-    from huggingface_hub import snapshot_download
+    from benchmark import hub
 
     repo, revision = parse_hub_spec(spec)
+    with hub.cache_only_unless_reachable() as offline:
+        return _download(repo, revision, offline)
+
+
+def _download(repo: str, revision: str | None, offline: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    from benchmark import hub
+
     for name in WEIGHT_FILES:
         try:
             folder = Path(
@@ -177,15 +186,11 @@ def download(spec: str) -> Path:
                 )
             )
         except Exception as error:  # offline and not cached, unknown repo, network: many types
-            offline = " (HF_HUB_OFFLINE is set and it is not cached)" if _offline() else ""
+            where = hub.not_cached_note(offline)
             raise UsageError(
-                f"could not fetch hf:{repo} from the Hugging Face hub{offline}: {type(error).__name__}; "
+                f"could not fetch hf:{repo} from the Hugging Face hub{where}: {type(error).__name__}; "
                 "pass a local folder with --weights, or --no-pretrained"
             ) from None
         if (folder / name).is_file():
             return folder
     raise UsageError(f"hf:{repo} has none of {', '.join(WEIGHT_FILES)}")
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")

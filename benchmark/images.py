@@ -4,6 +4,8 @@ Read with Pillow rather than torchvision.io, whose image decoding is deprecated 
 
 from __future__ import annotations
 
+import errno
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,7 @@ def read_image(path: Path) -> torch.Tensor:
     Grey and palette images become RGB; the alpha channel of RGBA images is dropped, so a transparent
     region shows whatever colour its pixels store; a photo's EXIF orientation is applied, as image
     viewers do. Raises ValueError naming the file if it cannot be read."""
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+    _check_is_file(path)
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
@@ -27,7 +28,24 @@ def read_image(path: Path) -> torch.Tensor:
             pixels = np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:  # not an image, or a damaged one
         raise ValueError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+    except Image.DecompressionBombError:  # Pillow's guard against images that would fill the memory
+        raise ValueError(
+            f"{path}: too many pixels to read safely (more than {2 * Image.MAX_IMAGE_PIXELS:,}, Pillow's limit)"
+        ) from None
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()
+
+
+def _check_is_file(path: Path) -> None:
+    """A ValueError that says what `path` is when it is not a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        what = {errno.ELOOP: "a symbolic link loop", errno.EACCES: "not readable (permission denied)"}
+        raise ValueError(f"{path}: {what.get(error.errno, 'no such file')}") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path}: a directory, not an image file")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path}: not a regular file (a device, pipe or socket)")
 
 
 def read_images(paths: list[str | Path]) -> tuple[list[tuple[Path, torch.Tensor]], list[str]]:

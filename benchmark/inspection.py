@@ -341,8 +341,9 @@ def _predictions_figure(
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    from benchmark.store import write_file
+
+    return write_file(path, lambda file: fig.savefig(file, format="png", dpi=DPI, bbox_inches="tight"))
 
 
 def _vit_figures(

@@ -6,6 +6,7 @@ backbone, the strategy's preparation, the validation-selected trained state).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ from benchmark.pipeline import Pipeline, to_model_input
 from benchmark.runner import TEST_METRICS
 
 INSPECTED_IMAGES = 64  # test images drawn on for the figures (8 get rollout maps, 24 are shown)
+
+
+def safe_file_name(text: str) -> str:
+    """`text` as one plain file name: only letters, digits, '.', '_' and '-', never starting with '.', so
+    that a run id from a planted row cannot name a file outside the output folder."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", text).lstrip(".")
+    return cleaned or "run"
 
 
 def find_run(results_dir: Path, run_id: str) -> pd.Series:
@@ -43,12 +51,14 @@ def find_run(results_dir: Path, run_id: str) -> pd.Series:
 
 
 def load_run(row: pd.Series, results_dir: Path) -> backbones.Backbone:
-    path = Path(row["weights_file"])
-    if not path.is_file():  # recorded relative to where `run` was started; try the results folder
-        path = Path(results_dir) / "weights" / path.name
-    if not path.is_file():
+    """The run's kept model, from RESULTS_DIR/weights/ of the folder given: never from the path recorded in
+    the row, which may be another folder's (a copied or merged results folder) or point anywhere."""
+    name = Path(str(row["weights_file"])).name
+    path = Path(results_dir) / "weights" / name
+    if not name.endswith(".safetensors") or not path.is_file():
         raise UsageError(
-            f"the weights of run {row['run_id']} are missing: {row['weights_file']} does not exist"
+            f"the weights of run {row['run_id']} are missing: {path} does not exist "
+            f"(the row names {row['weights_file']})"
         )
     return trained.load(path)
 
@@ -115,7 +125,7 @@ def inspect_run(row: pd.Series, results_dir: Path, out_dir: Path, data_dir: Path
         kept.mean,
         kept.std,
         out_dir,
-        f"{row['run_id']}__",
+        f"{safe_file_name(str(row['run_id']))}__",
     )
 
 
@@ -133,7 +143,7 @@ def inspect_backbone(
     created = backbones.create(model_name, len(splits.class_names), weights, img_size, model_args)
     pipeline = Pipeline(created.img_size, created.mean, created.std, torch.device("cpu"), flip=False)
     images = pipeline(splits.test.images[:INSPECTED_IMAGES])
-    prefix = f"{model_name}__".replace("/", "-")
+    prefix = f"{safe_file_name(model_name)}__"
     return inspection.write_backbone_figures(
         created.model.eval(), images, created.mean, created.std, out_dir, prefix
     )

@@ -36,8 +36,12 @@ def _slug(text: str) -> str:
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    from benchmark.store import write_file
+
+    try:
+        write_file(path, lambda file: fig.savefig(file, format="png", dpi=130, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 

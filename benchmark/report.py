@@ -403,7 +403,8 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
         from benchmark import efficiency, plots
 
         table = aggregate(runs)
-        table.drop(columns=["cell_hash"]).to_csv(out / "summary.csv", index=False)
+        summary = table.drop(columns=["cell_hash"])
+        store.write_file(out / "summary.csv", lambda file: summary.to_csv(file, index=False))
         markdown_text = markdown(table, runs)
         for text_table in summary_tables(table):
             console.print(text_table.rich())
@@ -413,10 +414,10 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
             written.append(plots.save(efficiency.data_efficiency_figure(runs), out / "data_efficiency.png"))
         markdown_text += _tuned_report(runs, out, console, written)
     if not speed.empty:
-        speed.to_csv(out / "speed.csv", index=False)
+        store.write_file(out / "speed.csv", lambda file: speed.to_csv(file, index=False))
         markdown_text += speed_markdown(speed)
         print_speed(speed, console)
-    (out / "summary.md").write_text(markdown_text + _inspection_links(out))
+    _write_text(out / "summary.md", markdown_text + _inspection_links(out))
     tex = "summary.tex, " if (out / "summary.tex").exists() and not runs.empty else ""
     console.print(
         f"wrote summary.md, {'summary.csv, ' if not runs.empty else ''}{tex}"
@@ -424,6 +425,11 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
         markup=False,
     )
     return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    encoded = text.encode()
+    store.write_file(path, lambda file: file.write(encoded))
 
 
 INSPECTION_FIGURES = {
@@ -444,7 +450,7 @@ def _tuned_report(runs: pd.DataFrame, out: Path, console: Console, written: list
     tables = tuned_tables(table)
     for text_table in tables:
         console.print(text_table.rich())
-    (out / "summary.tex").write_text(tuned_latex(tables))
+    _write_text(out / "summary.tex", tuned_latex(tables))
     written += plots.render_search(search_points(runs), out)
     return tuned_markdown(tables)
 

@@ -70,6 +70,7 @@ def run(
     on_epoch: Callable[[dict], None] | None = None,
     compile_model: bool = False,
     shared_trunks: SharedTrunkOutputs | None = None,
+    log: Callable[[str], None] = print,
 ) -> Outcome:
     """Train and evaluate one cell. `backbone` is fresh for this run; the seed was set before it was made.
     `shared_trunks` holds frozen trunks' outputs from earlier cells of the sweep."""
@@ -90,7 +91,7 @@ def run(
     scheduler = make_scheduler(optimizer, plan.warmup_steps, plan.total_steps, train.schedule)
     step = Stepper(module, prepared, optimizer, scheduler, train, cfg.precision, device, plan.total_steps)
     ckpt = checkpoint_path(cfg.results_dir, cfg.config_hash)
-    progress = checkpoint.load(ckpt, cfg.config_hash, prepared, optimizer, scheduler)
+    progress = checkpoint.load(ckpt, cfg.config_hash, prepared, optimizer, scheduler, log)
     watches.train.seconds += progress.train_seconds
     watches.eval.seconds += progress.eval_seconds
 

@@ -34,7 +34,7 @@ from benchmark.errors import UsageError
 from benchmark.progress import Progress
 
 DEFAULT = "default"  # `--search default`: each strategy's own `search_space()`
-DONE = ("ok", "diverged")  # a point with such a row is searched: a diverged lr is an answer, not a gap
+DONE = store.ANSWERS  # a point with such a row is searched: a diverged lr is an answer, not a gap
 
 
 def parse(pairs: list[str]) -> dict[str, tuple]:

@@ -7,28 +7,36 @@ Layout under the results folder (each table readable with `pandas.read_parquet(f
   confusion/<run_id>.parquet  test confusion matrix, long format (true, predicted, count)
   claims/<config_hash>.lock   held (flock) by the process running that cell
   checkpoints/<config_hash>.pt  the unfinished cell's last end-of-epoch state
-Temporary files start with '.', which pandas and pyarrow skip, and are renamed into place.
+Every file is written by `write_file`: to a temporary name starting with '.' (which pandas, pyarrow and
+`read` skip), flushed to disk, then renamed into place; a full disk is one DiskFull error and no file.
+`read` answers each cell once: detail rows of a run without a run row (a process killed between the two)
+are left out, and of two `ok` rows of one cell (a `--force` rerun killed before it marked the older one)
+the newer counts and the older reads as superseded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 
 from benchmark import columns
-from benchmark.errors import UsageError
+from benchmark.errors import DiskFull, UsageError
 
 SCHEMAS = {table: columns.schema(table) for table in columns.TABLES}
 TABLES = tuple(SCHEMAS)
+DETAIL_TABLES = ("epochs", "classes", "confusion")  # keyed by run_id; a row only counts with its run's row
+ANSWERS = ("ok", "diverged")  # a cell with such a row is done: a diverged learning rate is an answer too
 
 
 def new_run_id(strategy: str, config_hash: str) -> str:
@@ -64,27 +72,56 @@ def to_arrow(frame: pd.DataFrame, table: str) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
+def write_file(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """The one way files are written: `write` fills a hidden temporary file in the same folder, which is
+    flushed to disk and renamed into place, so a reader sees the old file or the new one, never a part.
+    On any failure the temporary file is removed; a full disk raises DiskFull."""
+    path = Path(path)
+    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"disk full: could not write {path}; free some space and run again") from None
+        raise
+    return path
+
+
 def write_atomic(frame: pd.DataFrame, path: Path, table: str) -> None:
-    """Write to a hidden temporary name in the same folder, flush to disk, then rename into place."""
+    """One table's rows as a parquet file, through `write_file`."""
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    pq.write_table(to_arrow(frame, table), temporary)
-    with open(temporary, "rb") as file:
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    arrow = to_arrow(frame, table)
+    write_file(path, lambda file: pq.write_table(arrow, file))
 
 
 def write_run(results_dir: Path, run_id: str, row: dict, tables: dict[str, pd.DataFrame]) -> None:
-    """The detail tables first, the run row last: a row on disk means its details are there too."""
-    for name, frame in tables.items():
-        write_atomic(frame.assign(run_id=run_id), results_dir / name / f"{run_id}.parquet", name)
-    write_atomic(pd.DataFrame([row]), results_dir / "runs" / f"{run_id}.parquet", "runs")
+    """The detail tables first, the run row last: a row on disk means its details are there too. If the
+    row cannot be written, the details written for it are taken back."""
+    written = []
+    try:
+        for name, frame in tables.items():
+            path = results_dir / name / f"{run_id}.parquet"
+            write_atomic(frame.assign(run_id=run_id), path, name)
+            written.append(path)
+        write_atomic(pd.DataFrame([row]), results_dir / "runs" / f"{run_id}.parquet", "runs")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
-def _ok_rows_of_cell(results_dir: Path, config_hash: str) -> Iterator[tuple[Path, pd.DataFrame]]:
-    """The cell's successful run files: only the few whose run id ends in the hash's prefix are opened."""
+def _rows_of_cell(
+    results_dir: Path, config_hash: str, statuses: tuple[str, ...]
+) -> Iterator[tuple[Path, pd.DataFrame]]:
+    """The cell's run files with one of `statuses`: only the few whose run id ends in the hash's prefix
+    are opened."""
     for path in sorted((Path(results_dir) / "runs").glob(_runs_of_cell_glob(config_hash))):
         try:
             row = pd.read_parquet(path)
@@ -93,20 +130,23 @@ def _ok_rows_of_cell(results_dir: Path, config_hash: str) -> Iterator[tuple[Path
         if (
             {"config_hash", "status"} <= set(row.columns)
             and (row["config_hash"] == config_hash).all()
-            and (row["status"] == "ok").all()
+            and row["status"].isin(statuses).all()
         ):
             yield path, row
 
 
-def has_ok_row(results_dir: Path, config_hash: str) -> bool:
-    return any(True for _ in _ok_rows_of_cell(results_dir, config_hash))
+def answer_run_ids(results_dir: Path, config_hash: str) -> set[str]:
+    """The run ids of the cell's answers (ok or diverged rows)."""
+    return {path.stem for path, _ in _rows_of_cell(results_dir, config_hash, ANSWERS)}
 
 
 def supersede(results_dir: Path, config_hash: str, newer_run_id: str) -> int:
-    """After a forced rerun succeeds, mark the cell's older ok rows `superseded`, so that a cell never
-    has two successful rows and nothing is deleted. Returns how many rows were marked."""
+    """After a forced rerun answers, mark the cell's older answers `superseded`, so that a cell never
+    has two answers and nothing is deleted. Returns how many rows were marked."""
     older = [
-        (path, row) for path, row in _ok_rows_of_cell(results_dir, config_hash) if path.stem != newer_run_id
+        (path, row)
+        for path, row in _rows_of_cell(results_dir, config_hash, ANSWERS)
+        if path.stem != newer_run_id
     ]
     for path, row in older:
         row["status"], row["error"] = "superseded", f"superseded by {newer_run_id} (--force)"
@@ -139,17 +179,40 @@ def read(results_dir: Path | str, table: str = "runs") -> pd.DataFrame:
     current = SCHEMAS[table].empty_table().to_pandas()
     every = pd.concat([current, *frames], ignore_index=True)
     extra = [name for name in every.columns if name not in current.columns]
-    return every[[*current.columns, *extra]]
+    every = every[[*current.columns, *extra]]
+    if table == "runs":
+        return _one_ok_row_per_cell(every)
+    if table in DETAIL_TABLES:  # rows of a run killed before its run row was written are no answer
+        return every[every["run_id"].isin(_run_ids(results_dir))].reset_index(drop=True)
+    return every
+
+
+def _run_ids(results_dir: Path | str) -> set[str]:
+    return {path.stem for path in (Path(results_dir) / "runs").glob("[!.]*.parquet")}
+
+
+def _one_ok_row_per_cell(runs: pd.DataFrame) -> pd.DataFrame:
+    """Of several ok rows of one cell (a --force rerun killed before it marked the older one), the
+    newest (by run id: start time first) stays ok; the others read as superseded by it."""
+    ok = runs[runs["status"] == "ok"].sort_values("run_id")
+    newest = ok.groupby("config_hash")["run_id"].transform("last")
+    older = newest[newest != ok["run_id"]]
+    if older.empty:
+        return runs
+    runs = runs.copy()
+    runs.loc[older.index, "status"] = "superseded"
+    runs.loc[older.index, "error"] = "superseded by " + older + " (--force)"
+    return runs
 
 
 def completed_hashes(results_dir: Path) -> set[str]:
-    """Config hashes of cells that already have a successful run."""
+    """Config hashes of cells that already have an answer: an ok row, or a diverged one."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runs = read(results_dir, "runs")
     if runs.empty:
         return set()
-    return set(runs.loc[runs["status"] == "ok", "config_hash"])
+    return set(runs.loc[runs["status"].isin(ANSWERS), "config_hash"])
 
 
 @contextlib.contextmanager

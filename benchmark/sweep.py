@@ -22,7 +22,7 @@ from benchmark import backbone as backbones
 from benchmark import data, store, trained
 from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
 from benchmark.distributed import Dist
-from benchmark.errors import Diverged, UsageError
+from benchmark.errors import DiskFull, Diverged, UsageError
 from benchmark.inputs import SharedTrunkOutputs
 from benchmark.prepare import prepare_model
 from benchmark.progress import Progress
@@ -250,6 +250,8 @@ class _Sweep:
     shared_trunks: SharedTrunkOutputs = dataclasses.field(default_factory=lambda: SHARED_TRUNKS)
     # config_hash -> extra row columns (a tuned sweep's stage and point), see search.py
     tags: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # with --force: config_hash -> the run ids of the answers there were when the sweep started
+    replaced: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
 
 def execute(
@@ -273,6 +275,13 @@ def execute(
         set() if options.force else store.completed_hashes(results_dir) if dist.is_main else None
     )
     pending = [cell for cell in cells if cell.config_hash not in done]
+    # With --force, the answers there now are the ones to replace; an answer that appears later was made
+    # by another process given --force at the same time, and this one does not train the cell again.
+    replaced = {
+        cell.config_hash: store.answer_run_ids(results_dir, cell.config_hash) if dist.is_main else set()
+        for cell in pending
+        if options.force
+    }
     result.skipped = len(cells) - len(pending)
     if result.skipped:
         progress(f"skipping {result.skipped} cell(s) already done in {results_dir} (--force reruns them)")
@@ -294,7 +303,9 @@ def execute(
         f"{len(pending)} cell(s) to run on {device} ({first.precision}), world size {dist.world_size}; "
         f"results in {results_dir}"
     )
-    sweep = _Sweep(splits, source, device, dist, progress, options, result, tags=tags or {})
+    sweep = _Sweep(
+        splits, source, device, dist, progress, options, result, tags=tags or {}, replaced=replaced
+    )
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # schedulers send SIGTERM
     progress.sweep_started(len(pending))
     try:
@@ -316,8 +327,11 @@ def _run_claimed(cell: RunConfig, sweep: _Sweep) -> str | None:
     with store.claim(cell.results_dir, cell.config_hash) if dist.is_main else _held() as claimed:
         claimed = dist.broadcast(claimed)
         already = dist.broadcast(
-            store.has_ok_row(cell.results_dir, cell.config_hash)
-            if dist.is_main and claimed and not sweep.options.force
+            bool(
+                store.answer_run_ids(cell.results_dir, cell.config_hash)
+                - sweep.replaced.get(cell.config_hash, set())
+            )
+            if dist.is_main and claimed
             else False
         )
         if not claimed or already:
@@ -356,9 +370,12 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
             compile_model=sweep.options.compile_model,
             shared_trunks=sweep.shared_trunks,
             on_epoch=lambda record: sweep.progress.epoch(record, _epochs(cell)),
+            log=sweep.progress,
         )
     except KeyboardInterrupt:
         status, error = "cancelled", "interrupted (Ctrl-C or SIGTERM)"
+    except DiskFull:
+        raise  # no row can be written either: the sweep stops with one line
     except Diverged as failure:
         status, error = "diverged", str(failure)
     except torch.cuda.OutOfMemoryError as failure:
@@ -376,7 +393,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
         store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
         if status in ("ok", "diverged"):
             store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
-        if status == "ok" and sweep.options.force:
+        if status in store.ANSWERS and sweep.options.force:
             store.supersede(cell.results_dir, cell.config_hash, run_id)
     sweep.result.run_ids.append(run_id)
     if status == "failed" and dist.enabled:
