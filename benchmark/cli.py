@@ -1,4 +1,8 @@
-"""`python -m benchmark {run,report,list}`: argument parsing and one-line errors; the work is elsewhere."""
+"""`python -m benchmark {run,report,list}`: argument parsing and one-line errors; the work is elsewhere.
+
+`--help`, `list` and usage errors answer without importing torch, timm, peft or pandas: the commands import
+the modules that do the work when they run, and `run` checks the names it is given before that.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +28,18 @@ from benchmark.limits import check_img_size, check_seeds
 DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
 GPU_EVAL_BATCH, CPU_EVAL_BATCH = 512, 64  # images per evaluation (and trunk-caching) batch
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+DESCRIPTION = """Compare ways of fine-tuning a Vision Transformer (linear probe, full fine-tuning,
+LoRA and other parameter-efficient methods) on an image dataset: 'run' trains
+and evaluates strategies, one results row per run; 'report' turns the results
+into tables and plots."""
+EPILOG = """examples:
+  %(prog)s run --strategies lora,linear --dataset cifar100
+      fine-tune a pretrained ViT-B/16 with LoRA and with a linear probe on CIFAR-100
+  %(prog)s report
+      tables and plots of every result in results/, written to results/report/
+
+'%(prog)s COMMAND --help' shows a command's options,
+'%(prog)s list' the strategies and datasets."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -81,9 +98,15 @@ def _shared_flags(default_model: str) -> Parser:
     return shared
 
 
+def _train_defaults() -> dict[str, Any]:
+    """TrainParams' defaults, read off its fields: TrainParams() would check its optimizer against
+    timm's list, which imports torch, and `--help` and `list` answer without it."""
+    return {field.name: field.default for field in dataclasses.fields(TrainParams)}
+
+
 def _add_train_flags(run: Parser) -> None:
     """One flag per training hyper-parameter; unset flags leave each strategy's own default."""
-    defaults = TrainParams()
+    defaults = _train_defaults()
     for key in TRAIN_KEYS:
         flag = "--" + key.replace("_", "-")
         if key == "augment":
@@ -96,7 +119,7 @@ def _add_train_flags(run: Parser) -> None:
         else:
             run.add_argument(
                 flag,
-                type=type(getattr(defaults, key)),
+                type=type(defaults[key]),
                 default=None,
                 help="default: the strategy's (see 'list')",
             )
@@ -187,7 +210,13 @@ def _add_speed(commands, parents: list[Parser]) -> None:
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="python -m benchmark", description=__doc__, allow_abbrev=False)
+    parser = Parser(
+        prog="python -m benchmark",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the lines of the texts above
+        allow_abbrev=False,
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _add_run(commands, [_shared_flags(DEFAULT_MODEL)])
     report = commands.add_parser(
@@ -345,12 +374,24 @@ def spec_from_args(args: argparse.Namespace):
     )
 
 
-def command_run(args: argparse.Namespace) -> int:
-    import torch
+def _check_names(args: argparse.Namespace) -> None:
+    """The names a sweep is given (strategies, `--set` strategies, dataset), checked without torch."""
+    _strategy_names(args.strategies)
+    _overrides(args.set)
+    data.info(args.dataset)
 
-    from benchmark import distributed, experiment, progress, search, store, sweep
+
+def command_run(args: argparse.Namespace) -> int:
+    from benchmark import experiment
 
     runs: list[experiment.Sweep] = args.sweeps  # one per dataset x model x train size of an experiment file
+    for each in runs:  # a mistyped name in any sweep answers at once, before the heavy imports below
+        _check_names(each.args)
+
+    import torch
+
+    from benchmark import distributed, progress, search, store, sweep
+
     args = runs[0].args  # the sweeps differ only in dataset, model and train size
     specs = [spec_from_args(each.args) for each in runs]
     device = _device(args.device)
@@ -514,7 +555,7 @@ LR_RULE = (
 
 
 def _defaults_text(strategy) -> str:
-    train = TrainParams(**strategy.defaults)
+    train = SimpleNamespace(**(_train_defaults() | strategy.defaults))
     return (
         f"{train.optimizer} lr {train.lr:g}, wd {train.weight_decay:g}, {train.epochs} epochs "
         f"({train.warmup_epochs:g} warm-up), batch {train.batch_size}, clip {train.clip_grad_norm:g}, "

@@ -2,6 +2,9 @@
 
 Every loader returns uint8 image tensors (N, C, H, W) and int64 labels; the validation split is held
 out of the training set with a fixed seed, stratified by class, the same for every strategy and seed.
+
+The registry is light: torch, torchvision and numpy are imported inside the loaders, so that `list` and
+checking a dataset's name need none of them.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torchvision.datasets import CIFAR10, CIFAR100
-from torchvision.datasets.utils import check_integrity, download_url
+import numpy as np  # light; torch and torchvision are imported where data is loaded
 
 from benchmark.errors import UsageError
 from benchmark.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torchvision.datasets import CIFAR10
 
 VALIDATION_SEED = 20210612  # fixed: the held-out split never depends on the run's seed
 TRAIN_SUBSET_SEED = 20210613  # fixed: a `train_size` subset is the same for every strategy and seed
@@ -68,6 +73,8 @@ class DatasetInfo:
 
 
 def _cifar_class(name: str) -> type[CIFAR10]:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
     return {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
 
 
@@ -120,6 +127,9 @@ def _read_pickle(path: Path) -> dict:
 
 def _read_cifar_folder(folder: Path, spec: type[CIFAR10]) -> tuple[Split, Split, list[str], bool]:
     """Read the official python layout: pickled batches of (N, 3072) uint8 rows and a meta file."""
+    import torch
+    from torchvision.datasets.utils import check_integrity
+
     expected = [name for name, _ in spec.train_list + spec.test_list] + [spec.meta["filename"]]
     missing = [name for name in expected if not (folder / name).is_file()]
     if missing:
@@ -175,6 +185,8 @@ def _load_cifar(name: str, data_dir: Path, download: bool):
 
 
 def _download(spec: type[CIFAR10], data_dir: Path, name: str) -> None:
+    from torchvision.datasets.utils import download_url
+
     created = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -194,6 +206,8 @@ def _download(spec: type[CIFAR10], data_dir: Path, name: str) -> None:
 
 def _stratified_holdout(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     """Boolean mask of a class-balanced random `fraction` of the examples (at least one per class)."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     mask = torch.zeros(len(labels), dtype=torch.bool)
     for label in labels.unique():
@@ -204,6 +218,7 @@ def _stratified_holdout(labels: torch.Tensor, fraction: float, seed: int) -> tor
 
 
 def _load_digits(data_dir: Path, download: bool):
+    import torch
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # 1,797 real 8x8 handwritten digits, values 0..16, shipped with scikit-learn
@@ -218,6 +233,8 @@ def _load_digits(data_dir: Path, download: bool):
 
 def _load_synthetic(data_dir: Path, download: bool):
     """Generated 16x16 images: a fixed random pattern per class plus noise, so there is something to learn."""
+    import torch
+
     generator = torch.Generator().manual_seed(0)
     num_classes, size = 10, 16
     templates = torch.randn(num_classes, 3, size, size, generator=generator)
@@ -299,6 +316,8 @@ def train_subset_index(labels: torch.Tensor, train_size: str) -> torch.Tensor | 
     key k / class size, and the N smallest keys are kept. So every class is present once N >= classes,
     classes keep their shares (to within one image), and a smaller subset lies inside a larger one.
     """
+    import torch
+
     if not train_size:
         return None
     count = _subset_count(len(labels), train_size)

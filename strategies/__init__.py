@@ -1,6 +1,12 @@
 """The registry of fine-tuning strategies, filled by the `register` decorator as each module is imported.
 
 Every module of this package is imported here, so a new strategy is one new file and nothing else.
+
+Rule: a strategy module's top level stays light. It holds the strategy's metadata (name, family,
+description, validated Options, defaults, source, search space) and imports torch, peft and timm, and the
+helper modules that do (`_peft`, `_bottleneck`, `_trunk`, `_prompts`, `_scale_shift`, `vit`), inside its
+methods, so that `--help`, `list` and usage errors answer at once. tests/test_cli.py checks that importing
+this package in a fresh interpreter imports no torch.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ def get(name: str) -> type[Strategy]:
     return REGISTRY.get(name)
 
 
-_HELPERS = {"base"}  # modules that define no strategy of their own
+_HELPERS = {"base", "vit"}  # modules that define no strategy of their own (`vit` imports timm)
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _HELPERS and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")

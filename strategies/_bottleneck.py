@@ -1,6 +1,9 @@
-"""The bottleneck MLP shared by the adapter strategies: down-projection, activation, up-projection."""
+"""The bottleneck MLP shared by the adapter strategies (down-projection, activation, up-projection), and
+the wrappers that place it after (`adapter`) or beside (`adaptformer`) a block's sub-layer."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,8 +38,26 @@ class Bottleneck(nn.Module):
         return self.up(self.activation(self.down(x)))
 
 
-def validate_bottleneck(strategy: str, dim: int) -> None:
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(
-            f"{strategy}.dim (bottleneck width) must be a positive integer, e.g. 64; got {dim!r}"
-        )
+class SequentialAdapter(nn.Module):
+    """`h + adapter(h)` with `h = layer(...)`: the adapter sits on the sub-layer's output, before the
+    block's residual connection (Houlsby et al. 2019, Fig. 2)."""
+
+    def __init__(self, layer: nn.Module, adapter: Bottleneck) -> None:
+        super().__init__()
+        self.layer, self.adapter = layer, adapter
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        hidden = self.layer(*args, **kwargs)
+        return hidden + self.adapter(hidden)
+
+
+class ParallelAdapter(nn.Module):
+    """`layer(x) + scale * adapter(x)`: the AdaptMLP beside the MLP, both fed the block's second
+    LayerNorm output (Chen et al. 2022, eq. 4-5)."""
+
+    def __init__(self, layer: nn.Module, adapter: Bottleneck, scale: float) -> None:
+        super().__init__()
+        self.layer, self.adapter, self.scale = layer, adapter, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x) + self.scale * self.adapter(x)

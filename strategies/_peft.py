@@ -1,4 +1,4 @@
-"""What the peft-based strategies share: training defaults, option checks, and adapter injection.
+"""What the peft-based strategies share: adapter injection (their option checks are in `_checks`).
 
 Every peft strategy freezes the backbone, lets peft add its adapter to the targeted modules in place
 (the model stays the timm model, so the runner, `get_classifier` and the counts see it unchanged),
@@ -17,28 +17,6 @@ from torch import nn
 from strategies.base import freeze, unfreeze
 
 ADAPTER = "default"  # peft's adapter name; one adapter per model here
-
-
-def check_positive(option: str, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{option} must be positive; got {value}")
-
-
-def check_at_least_one(option: str, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"{option} must be at least 1; got {value}")
-
-
-def check_dropout(option: str, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"{option} must be in [0, 1); got {value}")
-
-
-def check_targets(option: str, targets: Sequence[str]) -> None:
-    if isinstance(targets, str) or not targets or not all(isinstance(t, str) and t for t in targets):
-        raise ValueError(
-            f"{option} must be a tuple of one or more module names, e.g. ('qkv',); got {targets!r}"
-        )
 
 
 def _is_target(name: str, targets: Sequence[str]) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies.base import freeze, unfreeze
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def train_selected(

@@ -5,6 +5,8 @@ timm gives every model the same two calls: `forward_features` (the backbone) and
 `get_classifier()` (the final layer). So `model(x) == classifier(forward_head(forward_features(x),
 pre_logits=True))` for ViTs, ResNets, ConvNeXts and the rest, and the frozen trunk can be run once
 per image and cached whatever the architecture.
+
+`ProbeHead`, the linear probe's classifier, lives here too: the probe is the strategy that cuts there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import torch
 from torch import nn
 
 from strategies.base import Split
+
+BATCHNORM_EPS = 1e-6  # MAE's main_linprobe.py: BatchNorm1d(affine=False, eps=1e-6)
 
 
 def require_timm_classifier(model: nn.Module, strategy: str) -> nn.Module:
@@ -88,3 +92,15 @@ class Features(nn.Module):
 def split_at_classifier(model: nn.Module, strategy: str) -> Split:
     """Trunk: the whole model up to the classifier's input; rest: the classifier."""
     return Split(trunk=Features(model), rest=require_timm_classifier(model, strategy))
+
+
+class ProbeHead(nn.Sequential):
+    """Non-affine BatchNorm1d then the model's own Linear classifier (MAE's linear-probe head)."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        # momentum=None: a cumulative average. The trunk is frozen, so the features are fixed and the
+        # running statistics become the training set's exact mean and variance (MAE: momentum 0.1).
+        norm = nn.BatchNorm1d(
+            linear.in_features, affine=False, eps=BATCHNORM_EPS, momentum=None, device=linear.weight.device
+        )
+        super().__init__(norm, linear)

@@ -12,22 +12,17 @@ The singular values E start at zero, so the model starts at the backbone's funct
 from __future__ import annotations
 
 import dataclasses
-
-import torch
-from peft import AdaLoraConfig, AdaLoraModel
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._peft import (
-    ADAPTER,
-    attach_tuner,
-    check_at_least_one,
-    check_dropout,
-    check_positive,
-    check_targets,
-)
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    import torch
+    from peft import AdaLoraModel
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +85,10 @@ class Adalora(Strategy):
         self._tuner: AdaLoraModel | None = None
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import AdaLoraConfig, AdaLoraModel
+
+        from strategies._peft import ADAPTER, attach_tuner
+
         config = AdaLoraConfig(
             init_r=self.options.init_r,
             target_r=self.options.target_r,
@@ -119,6 +118,8 @@ class Adalora(Strategy):
         return self._tuner
 
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
+        from strategies._peft import ADAPTER
+
         tuner = self._tuner_for(model)
         config = tuner.peft_config[ADAPTER]  # shared with peft's rank allocator
         if config.total_step != total_steps:
@@ -131,6 +132,10 @@ class Adalora(Strategy):
         """The orthogonality regulariser of AdaLoRA (Zhang et al. 2023), as peft's
         `AdaLoraModel.forward` adds it: the weight times the mean over the P (lora_A) and Q (lora_B)
         matrices of the Frobenius norm of P P^T - I (Q^T Q - I)."""
+        import torch
+
+        from strategies._peft import ADAPTER
+
         if self.options.orth_reg_weight == 0:
             return None
         terms = []

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._bottleneck import Bottleneck, validate_bottleneck
+from strategies._checks import validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy, freeze, unfreeze
-from strategies.vit import require_vit_blocks
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,19 +22,6 @@ class AdapterOptions:
 
     def __post_init__(self) -> None:
         validate_bottleneck("adapter", self.dim)
-
-
-class SequentialAdapter(nn.Module):
-    """`h + adapter(h)` with `h = layer(...)`: the adapter sits on the sub-layer's output, before the
-    block's residual connection (Houlsby et al. 2019, Fig. 2)."""
-
-    def __init__(self, layer: nn.Module, adapter: Bottleneck) -> None:
-        super().__init__()
-        self.layer, self.adapter = layer, adapter
-
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        hidden = self.layer(*args, **kwargs)
-        return hidden + self.adapter(hidden)
 
 
 @register
@@ -52,6 +38,11 @@ class Adapter(Strategy):
     def prepare(self, model: nn.Module) -> nn.Module:
         """Departures from the paper: the layer norms stay frozen (the paper trains them too), and the
         up-projection starts at exactly zero instead of a small Gaussian, so the start is the backbone."""
+        from torch import nn
+
+        from strategies._bottleneck import Bottleneck, SequentialAdapter
+        from strategies.vit import require_vit_blocks
+
         vit = require_vit_blocks(model, self.name, ("attn", "mlp"))
         freeze(vit)
         for block in vit.blocks:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._bottleneck import Bottleneck, validate_bottleneck
+from strategies._checks import validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy, freeze, unfreeze
-from strategies.vit import require_vit_blocks
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,18 +28,6 @@ class AdaptFormerOptions:
             raise ValueError(f"adaptformer.scale must be a positive number, e.g. 0.1; got {self.scale!r}")
 
 
-class ParallelAdapter(nn.Module):
-    """`layer(x) + scale * adapter(x)`: the AdaptMLP beside the MLP, both fed the block's second
-    LayerNorm output (Chen et al. 2022, eq. 4-5)."""
-
-    def __init__(self, layer: nn.Module, adapter: Bottleneck, scale: float) -> None:
-        super().__init__()
-        self.layer, self.adapter, self.scale = layer, adapter, scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x) + self.scale * self.adapter(x)
-
-
 @register
 class AdaptFormer(Strategy):
     name = "adaptformer"
@@ -52,6 +40,11 @@ class AdaptFormer(Strategy):
     def prepare(self, model: nn.Module) -> nn.Module:
         """Departures from the official code: no dropout inside the adapter (the code uses 0.1), and the
         adapter reads the LayerNorm output as in the paper's equation rather than the raw residual."""
+        from torch import nn
+
+        from strategies._bottleneck import Bottleneck, ParallelAdapter
+        from strategies.vit import require_vit_blocks
+
         vit = require_vit_blocks(model, self.name, ("mlp",))
         freeze(vit)
         for block in vit.blocks:

@@ -8,10 +8,11 @@ something of the runner, it gets a hook here, never a branch on its name in the 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # for type hints only: importing the strategies must not import torch
+    import torch
+    from torch import nn
 
 # Learning-rate grids of `--search default`, by optimiser family.
 SGD_LR_GRID = (0.001, 0.003, 0.01, 0.03)  # the ViT paper's fine-tuning grid (Dosovitskiy et al. 2021)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies._selective import train_selected
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def is_bias(name: str) -> bool:

@@ -13,15 +13,15 @@ Cayley transform of their skew-symmetric part) and one scale per output. The blo
 from __future__ import annotations
 
 import dataclasses
-
-import peft.tuners.boft.layer
-from peft import BOFTConfig
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._peft import check_targets, inject, targeted_linears
+from strategies._checks import check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +43,8 @@ def skip_cuda_extension() -> None:
     GPU machine); `False` makes peft's `get_fbd_cuda` report it absent at once, so the plain torch path
     is used everywhere and runs are alike on every machine.
     """
+    import peft.tuners.boft.layer
+
     if peft.tuners.boft.layer._FBD_CUDA is None:
         peft.tuners.boft.layer._FBD_CUDA = False
 
@@ -59,6 +61,10 @@ class Boft(Strategy):
     source = f"block size 4 and one butterfly factor (peft's BOFTConfig defaults); {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import BOFTConfig
+
+        from strategies._peft import inject, targeted_linears
+
         for name, module in targeted_linears(model, self.options.targets):
             if module.in_features % self.options.block_size:
                 raise ValueError(

@@ -12,20 +12,15 @@ the other reparameterised methods.
 from __future__ import annotations
 
 import dataclasses
-
-from peft import FourierFTConfig
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._peft import (
-    check_at_least_one,
-    check_positive,
-    check_targets,
-    inject,
-    targeted_linears,
-)
+from strategies._checks import check_at_least_one, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +51,10 @@ class Fourierft(Strategy):
     )
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import FourierFTConfig
+
+        from strategies._peft import inject, targeted_linears
+
         for name, module in targeted_linears(model, self.options.targets):
             if self.options.n_frequency > module.in_features * module.out_features:
                 raise ValueError(

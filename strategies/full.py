@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies.base import Strategy, unfreeze
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # The ViT paper's fine-tuning protocol (Dosovitskiy et al. 2021, App. B.1.1): SGD, momentum 0.9,
 # no weight decay, gradient clipping at global norm 1, cosine decay, lr from {0.001, 0.003, 0.01, 0.03}.

@@ -9,14 +9,15 @@ numbers per block), as the paper. The vectors start at one, so the model starts 
 from __future__ import annotations
 
 import dataclasses
-
-from peft import IA3Config
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._peft import check_targets, inject
+from strategies._checks import check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,10 @@ class Ia3(Strategy):
     source = f"targets as in Liu et al. 2022 (keys, values, FFN), on timm's fused qkv; {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import IA3Config
+
+        from strategies._peft import inject
+
         config = IA3Config(
             target_modules=list(self.options.targets), feedforward_modules=list(self.options.feedforward)
         )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies.base import Split, Strategy, freeze, unfreeze
 from strategies.full import PAPER_FINETUNE, PAPER_SOURCE
-from strategies.vit import require_vit, split_blocks
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,8 @@ class LastK(Strategy):
     source = PAPER_SOURCE
 
     def _check_depth(self, model: nn.Module) -> int:
+        from strategies.vit import require_vit
+
         depth = len(require_vit(model, self.name).blocks)
         if self.options.k > depth:
             raise ValueError(
@@ -51,4 +54,6 @@ class LastK(Strategy):
         return model
 
     def split(self, model: nn.Module) -> Split:
+        from strategies.vit import split_blocks
+
         return split_blocks(model, self._check_depth(model) - self.options.k)

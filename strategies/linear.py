@@ -13,25 +13,13 @@ run once per image and cached when there is no augmentation.
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._trunk import module_name, require_timm_classifier, split_at_classifier
 from strategies.base import Split, Strategy, freeze, unfreeze
 
-BATCHNORM_EPS = 1e-6  # MAE's main_linprobe.py: BatchNorm1d(affine=False, eps=1e-6)
-
-
-class ProbeHead(nn.Sequential):
-    """Non-affine BatchNorm1d then the model's own Linear classifier (MAE's linear-probe head)."""
-
-    def __init__(self, linear: nn.Linear) -> None:
-        # momentum=None: a cumulative average. The trunk is frozen, so the features are fixed and the
-        # running statistics become the training set's exact mean and variance (MAE: momentum 0.1).
-        norm = nn.BatchNorm1d(
-            linear.in_features, affine=False, eps=BATCHNORM_EPS, momentum=None, device=linear.weight.device
-        )
-        super().__init__(norm, linear)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register
@@ -69,6 +57,10 @@ class Linear(Strategy):
         return {"lr": (0.03, 0.1, 0.3)}
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from torch import nn
+
+        from strategies._trunk import ProbeHead, module_name, require_timm_classifier
+
         classifier = require_timm_classifier(model, self.name)
         freeze(model)
         if not isinstance(classifier, ProbeHead):
@@ -82,4 +74,6 @@ class Linear(Strategy):
         return model
 
     def split(self, model: nn.Module) -> Split:
+        from strategies._trunk import split_at_classifier
+
         return split_at_classifier(model, self.name)

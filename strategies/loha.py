@@ -7,19 +7,15 @@ peft zeroes W2b (FedPara's He initialisation for the rest), so the model starts 
 from __future__ import annotations
 
 import dataclasses
-
-from peft import LoHaConfig
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._peft import (
-    check_at_least_one,
-    check_positive,
-    check_targets,
-    inject,
-)
+from strategies._checks import check_at_least_one, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +40,10 @@ class Loha(Strategy):
     source = f"r=8, alpha=16 as LoRA (Hu et al. 2021), for a like-for-like rank; {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import LoHaConfig
+
+        from strategies._peft import inject
+
         config = LoHaConfig(
             r=self.options.r, alpha=self.options.alpha, target_modules=list(self.options.targets)
         )

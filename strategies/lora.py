@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import ClassVar
-
-from peft import LoraConfig
-from torch import nn
+from typing import TYPE_CHECKING, ClassVar
 
 from strategies import register
-from strategies._peft import check_at_least_one, check_dropout, check_positive, check_targets, inject
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies._trunk import require_timm_classifier
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DENSE_LAYERS = "dense"
 
 
 def dense_layer_names(model: nn.Module, strategy: str) -> list[str]:
     """Names of the model's nn.Linear and ungrouped nn.Conv2d layers, the classifier excepted."""
+    from torch import nn
+
+    from strategies._trunk import require_timm_classifier
+
     classifier = require_timm_classifier(model, strategy)
     return [
         name
@@ -72,6 +75,10 @@ class Lora(Strategy):
         return targets
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import LoraConfig
+
+        from strategies._peft import inject
+
         targets = self._targets(model)
         config = LoraConfig(
             r=self.options.r,

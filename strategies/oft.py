@@ -13,19 +13,15 @@ the backbone's function.
 from __future__ import annotations
 
 import dataclasses
-
-from peft import OFTConfig
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._peft import (
-    check_at_least_one,
-    check_targets,
-    inject,
-    targeted_linears,
-)
+from strategies._checks import check_at_least_one, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +36,8 @@ class OftOptions:
 
 def check_block_size(strategy: str, model: nn.Module, targets: tuple[str, ...], block_size: int) -> None:
     """peft would silently change a block size that does not divide a layer's input width; refuse instead."""
+    from strategies._peft import targeted_linears
+
     for name, module in targeted_linears(model, targets):
         if module.in_features % block_size:
             raise ValueError(
@@ -60,6 +58,10 @@ class Oft(Strategy):
     source = f"block size 32 (peft's default, OFTv2, Qiu et al. 2025); {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import OFTConfig
+
+        from strategies._peft import inject
+
         check_block_size(self.name, model, self.options.targets, self.options.block_size)
         config = OFTConfig(
             r=0, oft_block_size=self.options.block_size, target_modules=list(self.options.targets)

@@ -9,10 +9,13 @@ budget", not "how well can a ViT be trained from scratch".
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies.base import Strategy, unfreeze
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register

@@ -3,41 +3,20 @@ patch embedding of a ViT backbone, plus a new head."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy, freeze, unfreeze
-from strategies.vit import require_vit
 
-
-class ScaleShift(nn.Module):
-    """`layer(...) * ssf_scale + ssf_shift`, per channel: the last dimension of token features, dimension 1
-    of a convolution's (N, C, H, W) output.
-
-    Starts at scale 1 and shift 0, the identity. Departure from the paper: its official code draws
-    them from N(1, 0.02) and N(0, 0.02); exact 1 and 0 make the model start at the backbone's function.
-    """
-
-    def __init__(self, layer: nn.Module, channels: int, channel_dim: int, like: torch.Tensor) -> None:
-        super().__init__()
-        self.layer, self.channel_dim = layer, channel_dim
-        self.ssf_scale = nn.Parameter(torch.ones(channels, device=like.device, dtype=like.dtype))
-        self.ssf_shift = nn.Parameter(torch.zeros(channels, device=like.device, dtype=like.dtype))
-
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        x = self.layer(*args, **kwargs)
-        if self.channel_dim == -1:
-            return x * self.ssf_scale + self.ssf_shift
-        trailing = (1,) * (x.ndim - 2)  # spatial dimensions after the channel dimension
-        return x * self.ssf_scale.view(-1, *trailing) + self.ssf_shift.view(-1, *trailing)
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def _channels(module: nn.Module) -> tuple[int, int] | None:
     """(channels, channel dimension) of the output of a layer SSF follows, or None if it follows none."""
+    from torch import nn
+
     if isinstance(module, nn.Linear):
         return module.out_features, -1
     if isinstance(module, nn.LayerNorm):  # timm's LayerNorm subclasses it
@@ -56,6 +35,11 @@ class SSF(Strategy):
     source = f"Lian et al. 2022 (SSF); {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from torch import nn
+
+        from strategies._scale_shift import ScaleShift
+        from strategies.vit import require_vit
+
         vit = require_vit(model, self.name)
         freeze(vit)
         like = next(vit.parameters())

@@ -10,20 +10,15 @@ function.
 from __future__ import annotations
 
 import dataclasses
-
-from peft import VeraConfig, VeraModel
-from torch import nn
+from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._peft import (
-    attach_tuner,
-    check_at_least_one,
-    check_dropout,
-    check_positive,
-    check_targets,
-)
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +46,10 @@ class Vera(Strategy):
     source = f"r=256, d_initial=0.1: peft's VeraConfig defaults (after Kopiczko et al. 2024); {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import VeraConfig, VeraModel
+
+        from strategies._peft import attach_tuner
+
         config = VeraConfig(
             r=self.options.r,
             d_initial=self.options.d_initial,

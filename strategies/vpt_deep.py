@@ -6,7 +6,7 @@ import dataclasses
 from typing import ClassVar
 
 from strategies import register
-from strategies._prompts import PromptOptions, PromptTuning
+from strategies._vpt import PromptOptions, PromptTuning
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -101,6 +104,69 @@ def test_list_shows_every_strategy_and_dataset(tmp_path):
     assert result.returncode == 0
     for name in [*strategies.names(), "cifar10", "cifar100", "digits", "synthetic"]:
         assert name in result.stdout
+
+
+# Run in a fresh interpreter: imports every strategy (the rule in strategies/__init__.py: a strategy
+# module's top level imports no torch or peft) and checks its metadata, then runs each command line that
+# must answer at once, and prints, as JSON per step, which heavy library was imported first and from where.
+LIGHT_STEPS = """
+import contextlib, io, json, sys, traceback
+
+HEAVY, ROOT, culprits = ("torch", "timm", "peft", "transformers", "pandas"), sys.argv[1], {}
+
+
+class Witness:  # records where a heavy library is first imported; finds nothing itself
+    def find_spec(self, name, path=None, target=None):
+        library = name.partition(".")[0]
+        if library in HEAVY and library not in culprits:
+            ours = [frame for frame in traceback.extract_stack() if frame.filename.startswith(ROOT)]
+            culprits[library] = f"{ours[-1].filename}:{ours[-1].lineno}" if ours else "outside the project"
+
+
+sys.meta_path.insert(0, Witness())
+import strategies
+from benchmark import cli
+
+for name in strategies.names():
+    strategy = strategies.get(name)
+    strategy.Options(), strategy.search_space(), strategy.defaults, strategy.source
+print(json.dumps({"step": "import strategies", "heavy": dict(culprits)}))
+for argv in json.loads(sys.argv[2]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit:  # --help
+            code = exit.code
+    print(json.dumps({"step": argv, "code": code, "err": err.getvalue(), "heavy": dict(culprits)}))
+"""
+LIGHT_COMMANDS = {  # command line -> its exit status
+    ("--help",): 0,
+    ("run", "--help"): 0,
+    ("list",): 0,
+    ("run", "--strategies", "lorra"): 2,  # a usage error: "Did you mean 'lora'?"
+}
+
+
+def test_help_list_and_usage_errors_import_no_torch(tmp_path):
+    """`--help`, `run --help`, `list` and a usage error answer at once: none imports torch, timm, peft,
+    transformers or pandas; nor does importing every registered strategy (a new one that does fails here)."""
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_STEPS, str(ROOT), json.dumps(list(LIGHT_COMMANDS))],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    steps = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [step["step"] for step in steps] == ["import strategies", *map(list, LIGHT_COMMANDS)]
+    for step in steps:
+        assert step["heavy"] == {}, f"{step['step']} imported {step['heavy']} (library: where)"
+        if "code" in step:
+            assert step["code"] == LIGHT_COMMANDS[tuple(step["step"])], step["err"]
+    assert "Did you mean 'lora'?" in steps[-1]["err"]
+    assert list(tmp_path.iterdir()) == [], "a command that must answer at once wrote files"
 
 
 def test_results_readme_documents_every_column_as_declared():
