@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from benchmark.arguments import shard
 from benchmark.errors import UsageError
 from benchmark.registry import did_you_mean
 
@@ -320,23 +321,41 @@ def recorded(sweep: Sweep, results_dir: Path, cell_hashes: list[str]) -> Iterato
 
     digest = config_hash(sweep.resolved)
     path = Path(results_dir) / "experiments" / f"{digest}.yaml"
+    shards, count = path.with_suffix(".shards"), shard(sweep.args.shard)[1]
+    _check_shard_count(shards, count)
     header = (
         f"Resolved configuration {digest}: rerun with python -m benchmark run --config {path}\n"
         f"Command: python -m benchmark run {shlex.join(sweep.command)}\n"
         f"Cells (config_hash): {', '.join(cell_hashes)}"
     )
-    created = [each for each in (path, *path.parents) if not each.exists()]  # the file, then new folders
+    created = [each for each in (path, shards, *path.parents) if not each.exists()]  # files, then folders
     text = to_yaml(sweep.resolved, header).encode()
     store.write_file(path, lambda file: file.write(text))  # a killed process never leaves half a file
+    if count > 1:  # recorded for the other shards of this sweep, which must use the same N
+        store.write_file(shards, lambda file: file.write(f"{count}\n".encode()))
     try:
         yield path
     except UsageError:
         for each in created:
-            if each == path:
-                path.unlink(missing_ok=True)
+            if each.is_file():
+                each.unlink()
             elif each.is_dir() and not any(each.iterdir()):
                 each.rmdir()
         raise
+
+
+def _check_shard_count(path: Path, count: int) -> None:
+    """Shards of one sweep in one results folder must agree on N: `--shard 0/2` and `--shard 1/3` would
+    leave some cells to no shard. The first sharded process records N beside the stored configuration."""
+    if count == 1 or not path.exists():
+        return  # an unsplit run covers every cell, whatever shards ran before
+    recorded_count = int(path.read_text().strip())
+    if recorded_count != count:
+        raise UsageError(
+            f"this sweep is split into {recorded_count} shards in this results folder ({path}); --shard "
+            f"I/{count} would leave some cells to no shard: give --shard I/{recorded_count} "
+            f"(0 <= I < {recorded_count}), or another --results-dir"
+        )
 
 
 def sweeps(parser: argparse.ArgumentParser, tokens: list[str], args: argparse.Namespace) -> list[Sweep]:

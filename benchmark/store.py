@@ -40,9 +40,11 @@ ANSWERS = ("ok", "diverged")  # a cell with such a row is done: a diverged learn
 
 
 def new_run_id(strategy: str, config_hash: str) -> str:
-    """UTC start time, strategy, and the config hash's first 8 characters, by which a cell's runs are found."""
+    """UTC start time to the microsecond (two runs of one cell within a second, a quick cell and its --force
+    rerun, must not share a file), strategy, and the config hash's first 8 characters, by which a cell's runs
+    are found."""
     started = datetime.datetime.now(datetime.timezone.utc)
-    return f"{started:%Y%m%dT%H%M%S}-{strategy}-{config_hash[:8]}"
+    return f"{started:%Y%m%dT%H%M%S.%f}-{strategy}-{config_hash[:8]}"
 
 
 def _runs_of_cell_glob(config_hash: str) -> str:
