@@ -79,3 +79,16 @@ def test_two_shards_cover_a_sweep_exactly_once(tmp_path):
 def test_bad_shard_is_one_line_exit_2(tmp_path, shard):
     result = run_cli("run", "--dataset", "synthetic", *TINY_ARGS, "--shard", shard, cwd=tmp_path)
     assert result.returncode == 2 and "--shard takes I/N" in result.stderr
+
+
+def test_shards_of_one_sweep_must_agree_on_their_number(tmp_path):
+    sweep = [*tiny_run("linear,bitfit", epochs=1)]
+    assert run_cli(*sweep, "--shard", "0/2", cwd=tmp_path).returncode == 0
+    before = sorted(str(path) for path in (tmp_path / "results").rglob("*"))
+    other = run_cli(*sweep, "--shard", "1/3", cwd=tmp_path)
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
+    assert "split into 2 shards" in other.stderr and "give --shard I/2" in other.stderr
+    assert sorted(str(path) for path in (tmp_path / "results").rglob("*")) == before, "it wrote files"
+    assert run_cli(*sweep, "--shard", "1/2", cwd=tmp_path).returncode == 0
+    runs = pd.read_parquet(tmp_path / "results" / "runs")
+    assert sorted(runs["strategy"]) == ["bitfit", "linear"] and set(runs["status"]) == {"ok"}

@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from benchmark import cli, report, store
+from benchmark.cli import build_parser, spec_from_args
+from benchmark.distributed import Dist
+from benchmark.progress import Progress
+from benchmark.sweep import ExecuteOptions, execute, expand
 from tests.helpers import tiny_run
 
 CELL = tiny_run("linear", epochs=1)
@@ -111,3 +116,31 @@ def test_a_report_on_a_full_disk_keeps_the_previous_one(finished, tmp_path, caps
     assert status == 1 and err.strip().splitlines()[-1].startswith("error: disk full"), err
     assert (results / "report" / "summary.csv").read_text() == "the previous good summary\n"
     assert leftovers(tmp_path) == []
+
+
+class _ForceRunInBetween(Progress):
+    """Lets another `--force` run of the whole sweep finish just as this one reaches its first cell: the race
+    of two processes given --force at once, without the timing of two processes."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__(lambda text: None)
+        self.argv, self.done = argv, False
+
+    def cell_started(self, number: int, cells: int, title: str, epochs: int | None) -> None:
+        if not self.done:
+            self.done = True
+            assert cli.main(self.argv) == 0
+
+
+def test_two_force_runs_at_once_train_each_cell_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep_argv = [*tiny_run("linear,bitfit", epochs=1)]
+    assert cli.main(sweep_argv) == 0
+    spec = spec_from_args(build_parser().parse_args([*sweep_argv, "--force"]))
+    result = execute(expand(spec), torch.device("cpu"), Dist(), _ForceRunInBetween([*sweep_argv, "--force"]),
+                     ExecuteOptions(force=True))  # fmt: skip
+
+    assert result.busy == 2 and not result.statuses, "the second --force run trained a cell again"
+    runs = store.read(tmp_path / "results", "runs")
+    assert sorted(runs["status"]) == ["ok", "ok", "superseded", "superseded"]
+    assert runs.groupby("config_hash")["status"].apply(sorted).tolist() == [["ok", "superseded"]] * 2
