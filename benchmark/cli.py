@@ -226,6 +226,10 @@ def build_parser() -> Parser:
     report.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/report)")
     report.add_argument("--dataset", help="only this dataset")
     report.add_argument("--model", help="only this model")
+    report.add_argument(
+        "--reference",
+        help="strategy every other is compared with (paired test over shared seeds; default: full)",
+    )
     _add_speed(commands, [_shared_flags(DEFAULT_MODEL.split(".")[0])])
     listing = commands.add_parser("list", help="the registered strategies and datasets, with their defaults")
     listing.add_argument(
@@ -626,7 +630,8 @@ def command_report(args: argparse.Namespace) -> int:
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder for the report")
-    return report.main(args.results_dir, args.out or args.results_dir / "report", args.dataset, args.model)
+    out = args.out or args.results_dir / "report"
+    return report.main(args.results_dir, out, args.dataset, args.model, args.reference)
 
 
 def command_eval(args: argparse.Namespace) -> int:

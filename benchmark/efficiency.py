@@ -1,8 +1,10 @@
 """Data efficiency: test top-1 against the number of training images, one line per strategy.
 
 For runs that differ in `train_size` (e.g. protocols/data_efficiency.yaml). At each (strategy, size), the
-cell with the best mean validation top-1 is the one shown (as everywhere in the report: nothing is chosen
-by looking at test), with the mean and sample standard deviation of its test top-1 over seeds.
+cell selected by validation is the one shown (cells.selection, as everywhere in the report: a tuned sweep's
+choice, else the best mean validation top-1 over the seeds the candidates share; nothing is chosen by looking
+at test), with the mean of its test top-1 over seeds and its bootstrap 95% interval. A cell whose seeds did not
+all succeed is left out rather than drawn from its survivors.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmark import cells, statistics  # noqa: E402
 from benchmark.plots import strategy_style  # noqa: E402
 
 PANEL = ["dataset", "model"]  # one panel each: sizes of different datasets are not comparable
@@ -31,26 +34,29 @@ def differs_in_train_size(runs: pd.DataFrame) -> bool:
 
 
 def efficiency_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, model, strategy, n_train): the validation-selected cell's test top-1 over seeds,
-    as percentages (mean, sample std; std is NaN for one seed) and its number of seeds."""
-    ok = _ok(runs)
-    cells = ok.groupby([*PANEL, "strategy", "n_train", "cell_hash"]).agg(
-        val=("best_val_top1", "mean"),
-        mean=("test_top1", "mean"),
-        std=("test_top1", "std"),
-        seeds=("seed", "nunique"),
+    """Per (dataset, model, strategy, n_train): the validation-selected cell's test top-1 over seeds, as
+    percentages (mean, sample std, bootstrap 95% interval `low`, `high`; NaN for one seed) and its seeds.
+    Only cells whose every asked seed succeeded."""
+    outcomes = cells.seed_outcomes(runs)
+    chosen = cells.selection(outcomes)
+    points = []
+    for cell_hash in chosen.index[chosen["complete"]]:
+        first = outcomes[outcomes["cell_hash"] == cell_hash].iloc[0]
+        test = cells.per_seed(outcomes, cell_hash, "test_top1")  # percent
+        low, high = statistics.bootstrap_interval(test)
+        points.append(
+            {key: first[key] for key in [*PANEL, "strategy", "n_train"]}
+            | {"mean": test.mean(), "std": test.std(ddof=1), "low": low, "high": high, "seeds": len(test)}
+        )
+    columns = [*PANEL, "strategy", "n_train", "mean", "std", "low", "high", "seeds"]
+    return pd.DataFrame(points, columns=columns).sort_values(
+        [*PANEL, "strategy", "n_train"], ignore_index=True
     )
-    cells = cells.reset_index().sort_values("val", ascending=False, kind="stable")
-    chosen = cells.drop_duplicates([*PANEL, "strategy", "n_train"]).sort_values(
-        [*PANEL, "strategy", "n_train"]
-    )
-    chosen[["mean", "std"]] *= 100  # fractions -> %
-    return chosen.drop(columns=["val", "cell_hash"]).reset_index(drop=True)
 
 
 def data_efficiency_figure(runs: pd.DataFrame) -> plt.Figure:
     """Test top-1 (%) against training images (log scale), one panel per dataset and model, one line
-    per strategy coloured by its family; bars are the sample standard deviation over seeds."""
+    per strategy coloured by its family; bars are the bootstrap 95% interval of the mean over seeds."""
     points = efficiency_points(runs)
     panels = list(points.groupby(PANEL).groups) or [("no runs", "")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
@@ -61,7 +67,7 @@ def data_efficiency_figure(runs: pd.DataFrame) -> plt.Figure:
             ax.errorbar(
                 line["n_train"],
                 line["mean"],
-                yerr=line["std"].fillna(0),
+                yerr=[(line["mean"] - line["low"]).fillna(0), (line["high"] - line["mean"]).fillna(0)],
                 label=strategy,
                 color=colour,
                 marker=marker,
@@ -73,6 +79,10 @@ def data_efficiency_figure(runs: pd.DataFrame) -> plt.Figure:
         ax.grid(alpha=0.3)
         if len(mine):
             ax.legend(fontsize=8, title="strategy")
-    fig.suptitle("Data efficiency: test top-1 against training-set size")
+    fig.suptitle(
+        "Data efficiency: test top-1 of each strategy's validation-selected configuration against training-set "
+        "size\n(bars: bootstrap 95% interval over seeds; configurations with a failed seed are not drawn)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig

@@ -15,6 +15,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import strategies  # noqa: E402
+from benchmark.cells import BLOCK  # noqa: E402
 from strategies.base import FAMILIES  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
@@ -71,33 +72,57 @@ def pareto_front(points: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
     return ordered.loc[front]
 
 
-def _scatter(group: pd.DataFrame, styles: dict, x: str, xlabel: str, title: str, front: bool) -> plt.Figure:
+def _interval(row: pd.Series, column: str) -> list[list[float]] | None:
+    """Asymmetric error bar from the mean to the ends of its bootstrap 95% interval (None for one seed)."""
+    low, high = row.get(column + "_ci_low", np.nan), row.get(column + "_ci_high", np.nan)
+    return None if pd.isna(low) else [[row[column] - low], [high - row[column]]]
+
+
+def _range(row: pd.Series, column: str) -> list[list[float]] | None:
+    """Error bar from the median to the minimum and maximum over seeds (None for one seed)."""
+    if row["seeds"] < 2 or column + "_median" not in row:
+        return None
+    median = row[column + "_median"]
+    return [[median - row[column + "_min"]], [row[column + "_max"] - median]]
+
+
+def _scatter(
+    group: pd.DataFrame, styles: dict, x: str, xlabel: str, title: str, left_out: list[str]
+) -> plt.Figure:
+    """Test top-1 (mean, bootstrap 95% interval) of each strategy's validation-selected configuration against a
+    cost (time: median, min-max), with the Pareto front of those points. `left_out`: strategies not drawn."""
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn: set[tuple[float, float]] = set()
+    column = x + "_median" if x + "_median" in group else x
     for _, row in group.iterrows():
-        point = (row[x], row["test_top1"])
+        point = (row[column], row["test_top1"])
         # A cell exactly on an earlier one is drawn as a ring around it, so that neither hides the other.
         ring = {"markersize": 14, "markerfacecolor": "none", "markeredgewidth": 2} if point in drawn else {}
         drawn.add(point)
         ax.errorbar(
             *point,
-            yerr=row["test_top1_std"] if pd.notna(row["test_top1_std"]) else None,
-            xerr=row.get(x + "_std") if pd.notna(row.get(x + "_std", np.nan)) else None,
+            yerr=_interval(row, "test_top1"),
+            xerr=_range(row, x),
             fmt=styles[row["label"]]["marker"],
             color=styles[row["label"]]["color"],
             capsize=4,
             **({"markersize": 8} | ring),
             label=f"{row['label']} (n={int(row['seeds'])})",
         )
-    if front:
-        line = pareto_front(group, x, "test_top1")
-        ax.plot(line[x], line["test_top1"], "--", color="grey", linewidth=1, label="Pareto front", zorder=0)
+    line = pareto_front(group, column, "test_top1")
+    ax.plot(line[column], line["test_top1"], "--", color="grey", linewidth=1, label="Pareto front", zorder=0)
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test top-1 accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="strategy (seeds)", frameon=False)
+    note = (
+        "Each strategy's configuration selected by validation top-1 (search points: search.png); mean test "
+        "top-1 with its bootstrap 95% interval; front over these points."
+        + (f"\nNot drawn (not every seed succeeded): {', '.join(left_out)}." if left_out else "")
+    )
+    fig.text(0.01, -0.02, note, fontsize=8, va="top", wrap=True)
     return fig
 
 
@@ -105,10 +130,11 @@ def _costs(group: pd.DataFrame, styles: dict, title: str) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(12, max(3, 0.5 * len(group) + 1.5)))
     colours = [styles[label]["color"] for label in group["label"]]
     for ax, column, xlabel in (
-        (axes[0], "peak_memory_mib", "peak memory (MiB)"),
-        (axes[1], "train_images_per_second", "training throughput (images/s)"),
+        (axes[0], "peak_memory_mib", "peak memory (MiB, median; bar: min–max over seeds)"),
+        (axes[1], "train_images_per_second", "training throughput (images/s, median; bar: min–max)"),
     ):
-        ax.barh(group["label"], group[column], color=colours)
+        errors = np.array([_range(row, column) or [[0], [0]] for _, row in group.iterrows()])[..., 0].T
+        ax.barh(group["label"], group[column + "_median"], xerr=errors, color=colours, capsize=3)
         ax.set_xlabel(xlabel)
         ax.invert_yaxis()
         ax.grid(True, axis="x", alpha=0.3)
@@ -234,6 +260,38 @@ def _per_class(per_class: pd.DataFrame, order: list[str], title: str) -> plt.Fig
     return fig
 
 
+def _class_figures(
+    mine: pd.DataFrame,
+    group: pd.DataFrame,
+    classes: pd.DataFrame,
+    confusion: pd.DataFrame,
+    prefix: Path,
+    where: str,
+) -> list[Path]:
+    """Confusion matrices and per-class accuracy of the block's compared cells (`group`; `mine`: their ok runs)."""
+    per_class = classes.merge(mine[["run_id", "label"]], on="run_id") if not classes.empty else pd.DataFrame()
+    if per_class.empty:
+        return []
+    names = list(per_class.drop_duplicates("class_index").sort_values("class_index")["class_name"])
+    # Each cell's run with the best validation top-1: chosen without looking at test.
+    best = mine.sort_values("best_val_top1", ascending=False).drop_duplicates("label")
+    best = best.set_index("label").loc[[label for label in group["label"] if label in set(best["label"])]]
+    confusions = _confusions(
+        best.reset_index(), confusion, names, f"Confusion matrices (best validation run) — {where}"
+    )
+    title = f"Per-class test accuracy (mean over seeds) — {where}"
+    return [
+        save(confusions, Path(f"{prefix}confusion.png")),
+        save(_per_class(per_class, list(group["label"]), title), Path(f"{prefix}per_class.png")),
+    ]
+
+
+def compared(table: pd.DataFrame) -> pd.DataFrame:
+    """The cells the accuracy figures draw and build their Pareto fronts from: each strategy's configuration
+    selected by validation, where every asked seed succeeded (cells.aggregate's table in)."""
+    return table[table["selected"] & table["complete"]]
+
+
 def render_all(
     runs: pd.DataFrame,
     table: pd.DataFrame,
@@ -242,16 +300,21 @@ def render_all(
     confusion: pd.DataFrame,
     out: Path,
 ) -> list[Path]:
+    """The figures of each block (dataset, model, training size), from each strategy's validation-selected
+    configuration whose every seed succeeded (`table`: cells.aggregate's)."""
     ok = runs[runs["status"] == "ok"].merge(table[["cell_hash", "label"]], on="cell_hash")
     written = []
-    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
-        group = group[group["seeds"] > 0]
-        if group.empty:
-            continue
+    for (dataset, model, size), group in compared(table).groupby(BLOCK, sort=False):
+        block = table[(table[BLOCK] == pd.Series([dataset, model, size], index=BLOCK)).all(axis=1)]
+        left_out = [
+            f"{row['label']} ({row['outcome']})"
+            for _, row in block.iterrows()
+            if row["selected"] and not row["complete"]
+        ]
         styles = _styles(group)
-        prefix = out / f"{_slug(dataset)}__{_slug(model)}__"
-        where = f"{dataset} · {model}"
-        mine = ok[(ok["dataset"] == dataset) & (ok["model"] == model)]
+        prefix = out / f"{_slug(dataset)}__{_slug(model)}__{f'{_slug(size)}__' if size else ''}"
+        where = f"{dataset} · {model}" + (f" · train size {size}" if size else "")
+        mine = ok[ok["cell_hash"].isin(group["cell_hash"])]
         written.append(
             save(
                 _scatter(
@@ -260,7 +323,7 @@ def render_all(
                     "trainable_params",
                     "trainable parameters (log scale)",
                     f"Accuracy vs trainable parameters — {where}",
-                    front=True,
+                    left_out,
                 ),
                 Path(f"{prefix}accuracy_vs_params.png"),
             )
@@ -271,9 +334,9 @@ def render_all(
                     group,
                     styles,
                     "train_seconds",
-                    "training time (s, log scale)",
+                    "training time (s, median over seeds; bar: min–max; log scale)",
                     f"Accuracy vs training time — {where}",
-                    front=True,
+                    left_out,
                 ),
                 Path(f"{prefix}accuracy_vs_time.png"),
             )
@@ -289,35 +352,7 @@ def render_all(
                     Path(f"{prefix}learning_curves.png"),
                 )
             )
-        per_class = (
-            classes.merge(mine[["run_id", "label"]], on="run_id") if not classes.empty else pd.DataFrame()
-        )
-        if not per_class.empty:
-            names = list(per_class.drop_duplicates("class_index").sort_values("class_index")["class_name"])
-            # Each cell's run with the best validation top-1: chosen without looking at test.
-            best = mine.sort_values("best_val_top1", ascending=False).drop_duplicates("label")
-            best = best.set_index("label").loc[
-                [label for label in group["label"] if label in set(best["label"])]
-            ]
-            best = best.reset_index()
-            written.append(
-                save(
-                    _confusions(
-                        best, confusion, names, f"Confusion matrices (best validation run) — {where}"
-                    ),
-                    Path(f"{prefix}confusion.png"),
-                )
-            )
-            written.append(
-                save(
-                    _per_class(
-                        per_class,
-                        list(group["label"]),
-                        f"Per-class test accuracy (mean over seeds) — {where}",
-                    ),
-                    Path(f"{prefix}per_class.png"),
-                )
-            )
+        written += _class_figures(mine, group, classes, confusion, prefix, where)
     return written
 
 

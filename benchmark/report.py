@@ -1,331 +1,127 @@
 """Comparison tables and plots from every run in a results folder.
 
-Aggregation is per cell (dataset, model, strategy, options and hyper-parameters; all seeds together).
-Only successful runs enter the means; failed, diverged and cancelled runs are counted apart. Which way
-each metric is better comes from its declaration in `benchmark/columns.py`.
+Aggregation is per cell (dataset, model, strategy, options and hyper-parameters; all seeds together) and
+each strategy is compared in its validation-selected cell (`benchmark/cells.py`). Only successful runs enter
+the means; failed, diverged and cancelled runs are counted, and a cell missing any is never compared. The
+tables are built in `benchmark/report_tables.py`, the statistics in `benchmark/statistics.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 
-import strategies
-from benchmark import columns, search, store
+from benchmark import cells, store
+from benchmark import report_tables as tables
 from benchmark.errors import UsageError
 from benchmark.tables import TextTable
 
 MiB = 2**20
-FAILED_STATUSES = ("failed", "diverged", "cancelled")
-# Every run column with a direction is aggregated (mean and sample std over seeds), and total_params.
-AGGREGATED = [column.name for column in columns.RUNS if column.better] + ["total_params"]
-PERCENT = ["test_top1", "test_top5", "best_val_top1", "test_macro_f1"]  # fractions shown as percent
+FAILED_STATUSES = cells.FAILED_STATUSES
+# Re-exported: the tests and callers read these from the report.
+aggregate, tuned, tuned_tables, search_points = (
+    cells.aggregate,
+    tables.tuned,
+    tables.tuned_tables,
+    tables.search_points,
+)
+DEFAULT_REFERENCE = "full"  # the paired comparisons' reference strategy (`report --reference NAME`)
 
 
-@dataclasses.dataclass(frozen=True)
-class Shown:
-    """A summary column: the aggregated column it shows, its header and format."""
-
-    name: str
-    header: str
-    fmt: str
-    source: str = ""  # the run column whose direction it takes ("" for itself; None-direction columns)
-
-    @property
-    def better(self) -> str | None:
-        name = self.source or self.name
-        return columns.column("runs", name).better if name in {c.name for c in columns.RUNS} else None
-
-
-SUMMARY = [
-    Shown("seeds", "seeds", "{:.0f}"),
-    Shown("test_top1", "test top-1 %", "{:.2f}"),
-    Shown("best_val_top1", "val top-1 %", "{:.2f}"),
-    Shown("test_top5", "test top-5 %", "{:.2f}"),
-    Shown("trainable_params", "trainable params", "{:,.0f}"),
-    Shown("trainable_percent", "trainable %", "{:.3f}", source="trainable_fraction"),
-    Shown("train_seconds", "train s", "{:,.2f}"),
-    Shown("train_images_per_second", "train img/s", "{:,.0f}"),
-    Shown("peak_memory_mib", "peak memory MiB", "{:,.0f}", source="peak_memory_bytes"),
-    Shown("not_ok", "failed/diverged/cancelled", "{}"),
-]
-# Test accuracies are marked on the cell with the best validation top-1: selection never looks at test.
-SELECTED_BY_VALIDATION = {"test_top1", "test_top5"}
-HYPER_PARAMETERS = [
-    "lr",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "weight_decay",
-    "augment",
-    "img_size",
-    "weights",
-]
-
-
-def _label(row: pd.Series, varying: list[str]) -> str:
-    options = json.loads(row["strategy_options"]) if row["strategy_options"] else {}
-    registered = row["strategy"] in strategies.names()  # results may come from strategies since removed
-    defaults = vars(strategies.get(row["strategy"]).Options()) if registered else {}
-    changed = [
-        f"{key}={value}"
-        for key, value in options.items()
-        if key in defaults and list(np.atleast_1d(defaults[key])) != list(np.atleast_1d(value))
-    ]
-    changed += [f"{key}={_short(row[key])}" for key in varying]
-    return row["strategy"] + (f" ({', '.join(changed)})" if changed else "")
-
-
-def _short(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _cell(group: pd.DataFrame) -> dict:
-    """One cell's seeds aggregated: means and sample standard deviations of successful runs."""
-    first, ok = group.iloc[0], group[group["status"] == "ok"]
-    cell = {
-        key: first[key]
-        for key in ("dataset", "model", "strategy", "strategy_options", "cell_hash", *HYPER_PARAMETERS)
-        if key in group
-    }
-    counts = group["status"].value_counts()
-    cell["seeds"] = len(ok)
-    cell["not_ok"] = "/".join(str(int(counts.get(status, 0))) for status in FAILED_STATUSES)
-    cell["failed_runs"] = int(group["status"].isin(FAILED_STATUSES).sum())
-    for column in AGGREGATED:
-        values = ok[column].astype(float) if column in ok and len(ok) else pd.Series(dtype=float)
-        cell[column] = values.mean() if len(values) else np.nan
-        cell[column + "_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
-    return cell
-
-
-def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: seeds, means and standard deviations over successful runs, failure counts."""
-    table = pd.DataFrame([_cell(group) for _, group in runs.groupby("cell_hash", sort=False)])
-    for column in PERCENT:
-        table[column] = table[column] * 100
-        table[column + "_std"] = table[column + "_std"] * 100
-    table["trainable_percent"] = 100 * table["trainable_params"] / table["total_params"]
-    table["peak_memory_mib"] = table["peak_memory_bytes"] / MiB
-    table["label"] = _labels(table)
-    return table.sort_values(["dataset", "model", "trainable_params", "label"], ignore_index=True)
-
-
-def _labels(table: pd.DataFrame) -> list[str]:
-    """Strategy names, plus whatever distinguishes cells that share one within a dataset and model."""
-    labels = []
-    for _, row in table.iterrows():
-        peers = table[
-            (table["dataset"] == row["dataset"])
-            & (table["model"] == row["model"])
-            & (table["strategy"] == row["strategy"])
-            & (table["strategy_options"] == row["strategy_options"])
-        ]
-        varying = [key for key in HYPER_PARAMETERS if key in peers and peers[key].astype(str).nunique() > 1]
-        labels.append(_label(row, varying))
-    return labels
-
-
-def _text(row: pd.Series, shown: Shown) -> str:
-    value = row[shown.name]
-    if isinstance(value, str):
-        return value
-    if pd.isna(value):
-        return "-"
-    std = row.get(shown.name + "_std", np.nan)
-    if shown.name in PERCENT and pd.notna(std):
-        return f"{value:.2f} ± {std:.2f}"
-    return shown.fmt.format(value)
-
-
-def _best_rows(group: pd.DataFrame, shown: Shown) -> set[int]:
-    """Positions of the rows to mark in this column."""
-    column = "best_val_top1" if shown.name in SELECTED_BY_VALIDATION else shown.name
-    if shown.better is None or group[column].isna().all():
-        return set()
-    best = group[column].max() if shown.better == "higher" else group[column].min()
-    return {position for position, value in enumerate(group[column]) if value == best}
-
-
-def summary_tables(table: pd.DataFrame) -> list[TextTable]:
-    tables = []
-    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
-        bold = {(row, column + 1) for column, shown in enumerate(SUMMARY) for row in _best_rows(group, shown)}
-        headers = ["strategy"] + [
-            shown.header + {"higher": " ↑", "lower": " ↓"}.get(shown.better or "", "") for shown in SUMMARY
-        ]
-        rows = [[row["label"], *(_text(row, shown) for shown in SUMMARY)] for _, row in group.iterrows()]
-        tables.append(
-            TextTable(
-                f"{dataset} · {model}",
-                headers,
-                rows,
-                bold,
-                "↑ higher is better, ↓ lower is better; best in bold",
-            )
-        )
-    return tables
-
-
-def _context(runs: pd.DataFrame, dataset: str, model: str) -> str:
-    """What the numbers of one table were measured on: data, its checksum, device, precision, TF32."""
-    mine = runs[(runs["dataset"] == dataset) & (runs["model"] == model)]
+def _context(runs: pd.DataFrame, block: tuple) -> str:
+    """What the numbers of one table were measured on: data, its checksum, device, precision, TF32, and what
+    peak memory means there."""
+    mine = cells.seed_outcomes(runs)
+    mine = mine[(mine[cells.BLOCK] == pd.Series(block, index=cells.BLOCK)).all(axis=1)]
 
     def values(column: str) -> str:
         return ", ".join(sorted({str(value) for value in mine[column].dropna()})) or "n/a"
 
+    memory = (
+        " Peak memory on CPU is the process's resident-set high-water mark (it depends on what ran before "
+        "in the same process): shown, never bold."
+        if _on_cpu(mine)
+        else ""
+    )
     return (
         f"Data: {values('data_source')} (verified against official checksums: {values('data_verified')}). "
         f"Device: {values('device_name')}; precision {values('precision')}; TF32 {values('tf32')}; "
-        f"weights {values('weights')}; torch {values('torch_version')}."
+        f"weights {values('weights')}; torch {values('torch_version')}.{memory}"
     )
 
 
-def markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
-    parts = [
-        "# Results\n",
-        "Mean ± sample standard deviation over seeds of successful runs; every test number is of each run's "
-        "validation-selected model. ↑ higher is better, ↓ lower is better. In each cost column the best value "
-        "is in **bold**; in the test-accuracy columns the bold cell is the one with the best validation top-1 "
-        "(selection never looks at test). Failed runs are counted, never averaged in.\n",
-    ]
-    for text_table in summary_tables(table):
-        dataset, model = text_table.title.split(" · ")
-        parts += [f"\n## {text_table.title}\n", _context(runs, dataset, model) + "\n", text_table.markdown()]
+def _on_cpu(rows: pd.DataFrame) -> bool:
+    """Some run of these was measured on the CPU (device type cpu), where peak memory is an RSS peak."""
+    return bool(rows["device"].fillna("").astype(str).str.startswith("cpu").any())
+
+
+BOLD_RULE = (
+    "Each strategy is shown once, in its configuration selected by validation top-1 (a tuned sweep's chosen "
+    "point; else the configuration with the best mean validation top-1 over the seeds they share); search "
+    "points and other configurations are listed apart and never compared. Numbers are mean ± sample standard "
+    "deviation [95% bootstrap interval of the mean: percentile method, 9,999 resamples, fixed seed] over "
+    "seeds; wall-clock costs are the median [min–max]. A strategy whose seeds did not all succeed shows what "
+    "became of them (e.g. `2/3 diverged`) instead of its survivors' mean, and is not compared, plotted, "
+    "ranked or bold. *vs reference*: the mean paired difference in test top-1 with the reference strategy "
+    "over their shared seeds (the same seed gives both the same data order) and the p-value of a paired "
+    "t-test, Holm-adjusted over the table's strategies. **Bold**: in an accuracy column, the best mean and "
+    "every strategy not significantly worse than it (a paired t-test against the best, Holm-adjusted over the "
+    "strategies compared with it, p ≥ 0.05 or a higher mean; with one seed, the best only); for parameter "
+    "counts the smallest; for time and throughput the best median and every strategy whose [min–max] "
+    "overlaps its range (never with one reading); peak memory only on GPU. PPT is V-PETL Bench's "
+    "accuracy × exp(−log10(P/10⁷ + 1)), P the trainable parameters outside the head. ↑ higher is better, "
+    "↓ lower is better; every test number is of each run's validation-selected model.\n"
+)
+
+
+def block_tables(
+    table: pd.DataFrame, runs: pd.DataFrame, reference: str
+) -> list[tuple[tuple, TextTable, TextTable | None]]:
+    """Per block: its key, the summary of its selected cells, and the table of the others (or None)."""
+    outcomes = cells.seed_outcomes(runs)
+    result = []
+    for block, group in table.groupby(cells.BLOCK, sort=False):
+        cpu = _on_cpu(outcomes[outcomes["cell_hash"].isin(group["cell_hash"])])
+        summary = tables.summary_table(group[group["selected"]], outcomes, reference, cpu)
+        others = group[~group["selected"]]
+        result.append((block, summary, tables.other_table(others) if len(others) else None))
+    return result
+
+
+def markdown(blocks: list, runs: pd.DataFrame, ranks: TextTable | None) -> str:
+    parts = ["# Results\n", BOLD_RULE]
+    for block, summary, others in blocks:
+        parts += [f"\n## {summary.title}\n", _context(runs, block) + "\n", summary.markdown()]
+        parts += ["", f"_{summary.caption}_\n"]
+        if others is not None:
+            parts += [f"\n### {others.title}\n", others.markdown(), "", f"_{others.caption}_\n"]
+    if ranks is not None:
+        parts += [f"\n## {ranks.title}\n", ranks.markdown(), "", f"_{ranks.caption}_\n"]
     return "\n".join(parts) + "\n"
 
 
-# --- a tuned sweep (`run --search`): the choice on validation, then the seeds ----------------------------
-
-TUNED_STAGES = ("search", "final")
-
-
-def _tuned_group(rows: pd.DataFrame) -> dict:
-    """One strategy's search (one dataset, model and search space): the point chosen by validation top-1,
-    the same rule as `run` (search.choose), and the test top-1 of that point over every seed."""
-    first = rows.iloc[0]
-    points = search.grid(json.loads(first["search_space"]))
-    ok = rows[rows["status"] == "ok"].drop_duplicates("config_hash", keep="last")
-    searched = ok[ok["stage"] == "search"]
-    position = {json.dumps(point): index for index, point in enumerate(points)}
-    candidates = [
-        (float(row["best_val_top1"]), float(row["train_seconds"]), position[row["search_point"]])
-        for _, row in searched.iterrows()
-        if row["search_point"] in position
-    ]
-    answered = rows[(rows["stage"] == "search") & rows["status"].isin(search.DONE)]
-    done = answered["search_point"].nunique()
-    chosen = json.dumps(points[search.choose(candidates)]) if candidates else None
-    finals = ok[ok["search_point"] == chosen]
-    val = searched.loc[searched["search_point"] == chosen, "best_val_top1"]
-    test = finals["test_top1"].astype(float) * 100
-    return {
-        "dataset": first["dataset"],
-        "model": first["model"],
-        "strategy": first["strategy"],
-        "chosen": _point_text(chosen) if chosen else "-",
-        "points": f"{done}/{len(points)}",
-        "complete": done == len(points),
-        "val_top1": float(val.iloc[0]) * 100 if len(val) else np.nan,
-        "seeds": len(finals),
-        "test_top1": test.mean() if len(test) else np.nan,
-        "test_top1_std": test.std(ddof=1) if len(test) > 1 else np.nan,
-    }
+def latex(blocks: list, ranks: TextTable | None, tuned_tex: str) -> str:
+    """summary.tex: each table as a booktabs tabular under a comment naming it."""
+    parts = [f"% {summary.title}\n{summary.latex()}" for _, summary, _ in blocks]
+    parts += [f"% {ranks.title}\n{ranks.latex()}"] if ranks is not None else []
+    parts += [f"% Tuned sweep\n{tuned_tex}"] if tuned_tex else []
+    return "\n".join(parts)
 
 
-def _point_text(point: str) -> str:
-    return ", ".join(f"{key}={_short(value)}" for key, value in json.loads(point).items())
-
-
-def tuned(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per strategy of a tuned sweep (per dataset, model and search space); empty without one."""
-    if "stage" not in runs:
-        return pd.DataFrame()
-    mine = runs[runs["stage"].isin(TUNED_STAGES) & runs["search_space"].notna()]
-    if mine.empty:
-        return pd.DataFrame()
-    keys = ["dataset", "model", "strategy", "search_space"]
-    table = pd.DataFrame([_tuned_group(rows) for _, rows in mine.groupby(keys, sort=False)])
-    # A fixed order, whatever order the runs finished in (shards, resumes).
-    return table.sort_values(["dataset", "model", "strategy"], ignore_index=True, kind="stable")
-
-
-TUNED_HEADERS = ["strategy", "chosen", "points searched", "val top-1 % ↑", "seeds", "test top-1 % ↑"]
-
-
-def tuned_tables(table: pd.DataFrame) -> list[TextTable]:
-    """The final table per dataset and model. Bold: the best validation top-1, and the test top-1 of that
-    row (chosen by validation, never by test)."""
-    tables = []
-    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
-        rows, bold = [], set()
-        best = group["val_top1"].max()
-        for position, (_, row) in enumerate(group.iterrows()):
-            test = "-" if pd.isna(row["test_top1"]) else f"{row['test_top1']:.2f}"
-            test += "" if pd.isna(row["test_top1_std"]) else f" ± {row['test_top1_std']:.2f}"
-            points = row["points"] + ("" if row["complete"] else " (incomplete)")
-            val = "-" if pd.isna(row["val_top1"]) else f"{row['val_top1']:.2f}"
-            rows.append([row["strategy"], row["chosen"], points, val, str(row["seeds"]), test])
-            if row["val_top1"] == best:
-                bold |= {(position, 3), (position, 5)}
-        caption = (
-            "hyper-parameters chosen by validation top-1 with the first seed; test top-1 mean ± sample std "
-            "over the final seeds; best by validation in bold"
-        )
-        tables.append(TextTable(f"Tuned: {dataset} · {model}", TUNED_HEADERS, rows, bold, caption))
-    return tables
-
-
-def tuned_latex(tables: list[TextTable]) -> str:
-    """summary.tex: one booktabs tabular; with several datasets or models, a column says which."""
-    if len(tables) == 1:
-        return tables[0].latex()
-    rows = [[table.title.removeprefix("Tuned: "), *row] for table in tables for row in table.rows]
-    bold, offset = set(), 0
-    for table in tables:
-        bold |= {(row + offset, column + 1) for row, column in table.bold}
-        offset += len(table.rows)
-    return TextTable("", ["dataset · model", *TUNED_HEADERS], rows, bold).latex()
-
-
-def tuned_markdown(tables: list[TextTable]) -> str:
+def tuned_markdown(text_tables: list[TextTable]) -> str:
     parts = [
         "\n# Tuned sweep (`run --search`)\n",
         "Per strategy, the grid ran with the first seed; the point with the best validation top-1 (ties: the "
         "shorter run, then the grid order) ran with every seed. Test top-1 is the mean ± sample standard "
-        "deviation over those seeds; nothing was chosen by test. The same table is in `summary.tex`.\n",
+        "deviation [95% bootstrap interval] over those seeds; nothing was chosen by test. The same table is in "
+        "`summary.tex`.\n",
     ]
-    for table in tables:
+    for table in text_tables:
         parts += [f"\n## {table.title}\n", table.markdown()]
     return "\n".join(parts) + "\n"
-
-
-def search_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every successful search row as (dataset, model, strategy, key, value, val_top1 %, chosen) per axis."""
-    if "stage" not in runs:
-        return pd.DataFrame()
-    rows = runs[(runs["stage"] == "search") & (runs["status"] == "ok")].drop_duplicates("config_hash")
-    return pd.DataFrame(
-        [
-            {
-                "dataset": row["dataset"],
-                "model": row["model"],
-                "strategy": row["strategy"],
-                "key": key,
-                "value": value,
-                "val_top1": float(row["best_val_top1"]) * 100,
-                "chosen": bool(row["chosen"]) if pd.notna(row["chosen"]) else False,
-            }
-            for _, row in rows.iterrows()
-            for key, value in json.loads(row["search_point"]).items()
-        ]
-    )
 
 
 SPEED = [
@@ -387,42 +183,37 @@ def _read_all(results_dir: Path, console: Console) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | None = None) -> int:
+def main(
+    results_dir: Path,
+    out: Path,
+    dataset: str | None = None,
+    model: str | None = None,
+    reference: str | None = None,
+) -> int:
+    """The report of a results folder into `out`; `reference`: the strategy every other is compared with
+    (default `full`; a name given that is not in the results is a UsageError)."""
     console = Console(width=200) if not Console().is_terminal else Console()
-    tables = _read_all(results_dir, console)
-    runs, speed = tables["runs"], tables["speed"]
+    read = _read_all(results_dir, console)
+    runs, speed = read["runs"], read["speed"]
     if runs.empty and speed.empty:
         raise UsageError(
             f"no readable runs in {results_dir}: run 'python -m benchmark run' first, or pass --results-dir"
         )
     if not runs.empty:
         runs = _filter(runs, results_dir, dataset=dataset, model=model)
+        _check_reference(runs, reference, results_dir)
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     markdown_text, written = "", []
     if not runs.empty:
-        from benchmark import efficiency, plots
-
-        table = aggregate(runs)
-        summary = table.drop(columns=["cell_hash"])
-        store.write_file(out / "summary.csv", lambda file: summary.to_csv(file, index=False))
-        markdown_text = markdown(table, runs)
-        for text_table in summary_tables(table):
-            console.print(text_table.rich())
-        _print_failures(runs, console)
-        written = plots.render_all(runs, table, tables["epochs"], tables["classes"], tables["confusion"], out)
-        if efficiency.differs_in_train_size(runs):  # a data-efficiency sweep: accuracy against training size
-            written.append(plots.save(efficiency.data_efficiency_figure(runs), out / "data_efficiency.png"))
-        markdown_text += _tuned_report(runs, out, console, written)
+        markdown_text, written = _runs_report(runs, read, out, console, reference or DEFAULT_REFERENCE)
     if not speed.empty:
         store.write_file(out / "speed.csv", lambda file: speed.to_csv(file, index=False))
         markdown_text += speed_markdown(speed)
         print_speed(speed, console)
     _write_text(out / "summary.md", markdown_text + _inspection_links(out))
-    tex = "summary.tex, " if (out / "summary.tex").exists() and not runs.empty else ""
+    files = "summary.md, summary.csv, summary.tex, " if not runs.empty else "summary.md, "
     console.print(
-        f"wrote summary.md, {'summary.csv, ' if not runs.empty else ''}{tex}"
-        f"{'speed.csv, ' if not speed.empty else ''}{len(written)} plots in {out}",
-        markup=False,
+        f"wrote {files}{'speed.csv, ' if not speed.empty else ''}{len(written)} plots in {out}", markup=False
     )
     return 0
 
@@ -430,6 +221,40 @@ def main(results_dir: Path, out: Path, dataset: str | None = None, model: str | 
 def _write_text(path: Path, text: str) -> None:
     encoded = text.encode()
     store.write_file(path, lambda file: file.write(encoded))
+
+
+def _check_reference(runs: pd.DataFrame, reference: str | None, results_dir: Path) -> None:
+    if reference is not None and reference not in set(runs["strategy"]):
+        raise UsageError(
+            f"--reference {reference}: no runs of that strategy in {results_dir}; "
+            f"present: {', '.join(sorted(set(runs['strategy'])))}"
+        )
+
+
+def _runs_report(
+    runs: pd.DataFrame, read: dict, out: Path, console: Console, reference: str
+) -> tuple[str, list[Path]]:
+    """summary.csv, the tables (terminal, summary.md, summary.tex) and the plots of the runs."""
+    from benchmark import efficiency, plots
+
+    table = tables.with_reference(aggregate(runs), cells.seed_outcomes(runs), reference)
+    summary = table.drop(columns=["cell_hash"])
+    store.write_file(out / "summary.csv", lambda file: summary.to_csv(file, index=False))
+    blocks = block_tables(table, runs, reference)
+    ranks = tables.rank_table(table[table["selected"]])
+    for _, summary, others in blocks:
+        console.print(summary.rich())
+        if others is not None:
+            console.print(others.rich())
+    if ranks is not None:
+        console.print(ranks.rich())
+    _print_failures(runs, console)
+    written = plots.render_all(runs, table, read["epochs"], read["classes"], read["confusion"], out)
+    if efficiency.differs_in_train_size(runs):  # a data-efficiency sweep: accuracy against training size
+        written.append(plots.save(efficiency.data_efficiency_figure(runs), out / "data_efficiency.png"))
+    tuned_md, tuned_tex = _tuned_report(runs, out, console, written)
+    _write_text(out / "summary.tex", latex(blocks, ranks, tuned_tex))
+    return markdown(blocks, runs, ranks) + tuned_md, written
 
 
 INSPECTION_FIGURES = {
@@ -440,19 +265,18 @@ INSPECTION_FIGURES = {
 }
 
 
-def _tuned_report(runs: pd.DataFrame, out: Path, console: Console, written: list[Path]) -> str:
-    """The tuned sweep's table (terminal, summary.md, summary.tex) and search plots; "" without one."""
+def _tuned_report(runs: pd.DataFrame, out: Path, console: Console, written: list[Path]) -> tuple[str, str]:
+    """The tuned sweep's table (terminal; markdown and LaTeX returned) and search plots; "" without one."""
     from benchmark import plots
 
     table = tuned(runs)
     if table.empty:
-        return ""
-    tables = tuned_tables(table)
-    for text_table in tables:
+        return "", ""
+    text_tables = tuned_tables(table)
+    for text_table in text_tables:
         console.print(text_table.rich())
-    _write_text(out / "summary.tex", tuned_latex(tables))
     written += plots.render_search(search_points(runs), out)
-    return tuned_markdown(tables)
+    return tuned_markdown(text_tables), tables.tuned_latex(text_tables)
 
 
 def _inspection_links(out: Path) -> str:

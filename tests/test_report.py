@@ -73,26 +73,29 @@ def test_failed_runs_are_counted_apart_never_averaged(report):
 
 
 def _markdown_rows(text: str) -> dict[str, dict[str, str]]:
-    """The summary table of summary.md as {strategy label: {header: cell text}}."""
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    """The first summary table of summary.md as {strategy label: {header: cell text}}."""
+    table = text.split("\n## ")[1].split("\n\n_")[0]
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
     headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
     return {row[0]: dict(zip(headers, row, strict=True)) for row in rows}
 
 
-def test_markdown_marks_best_by_validation_and_cost(report, sweep_results):
+def test_markdown_compares_the_selected_cells_and_marks_the_best(report, sweep_results):
     folder, _ = report
     text = (folder / "out" / "summary.md").read_text()
     assert "## synthetic · vit_tiny_patch16_224" in text and "TF32" in text and "verified" in text
     rows = _markdown_rows(text)
-    summary = pd.read_csv(folder / "out" / "summary.csv").set_index("label")
-    best_val = summary["best_val_top1"].max()
-    for label, cells in rows.items():  # test accuracy is marked where validation is best, never by test
-        assert cells["test top-1 % ↑"].startswith("**") == (summary.loc[label, "best_val_top1"] == best_val)
-    summary = summary.reset_index()
-    smallest = summary.loc[summary["trainable_params"].idxmin(), "label"]
+    summary = pd.read_csv(folder / "out" / "summary.csv")
+    selected = summary[summary["selected"]].set_index("label")
+    assert set(rows) == set(selected.index)  # one row per strategy: its validation-selected configuration
+    assert "full (lr=1e+12" in text.split("### Not selected")[1]  # the diverged lr is listed apart
+    # Test accuracy: the best mean is bold (the full rule: tests/test_report_statistics.py).
+    assert rows[selected["test_top1"].idxmax()]["test top-1 % ↑"].startswith("**")
+    smallest = selected["trainable_params"].idxmin()
     assert rows[smallest]["trainable params ↓"].startswith("**")
     assert sum(cells["trainable params ↓"].startswith("**") for cells in rows.values()) == 1
+    assert not any(cells["peak memory MiB ↓"].startswith("**") for cells in rows.values())  # CPU: RSS peak
 
 
 def test_every_plot_is_written_and_is_a_png(report):

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from benchmark import cli, report, store
+from benchmark import cli, report, statistics, store
 from tests.helpers import TINY_ARGS
 
 # Two strategies with two learning rates each, two seeds: 4 search runs, then 2 final runs (seed 1).
@@ -75,7 +76,14 @@ def test_report_shows_the_choice_and_the_seed_mean_and_std(tuned, capsys):
         chosen = runs[(runs["strategy"] == name) & runs["chosen"]]
         lr, tests = chosen["lr"].iloc[0], chosen["test_top1"].to_numpy() * 100
         val = chosen.loc[chosen["stage"] == "search", "best_val_top1"].iloc[0] * 100
-        expected = f"{tests.mean():.2f} ± {np.std(tests, ddof=1):.2f}"
+        low, high = stats.bootstrap(
+            (tests,),
+            np.mean,
+            n_resamples=statistics.RESAMPLES,
+            method=statistics.METHOD,
+            rng=np.random.default_rng(statistics.SEED),
+        ).confidence_interval
+        expected = f"{tests.mean():.2f} ± {np.std(tests, ddof=1):.2f} [{low:.2f}, {high:.2f}]"
         assert rows[name] == [name, f"lr={lr:g}", "2/2", f"{val:.2f}", "2", expected]
         assert expected in terminal and f"lr={lr:g}" in terminal
     assert (report / "synthetic__vit_tiny_patch16_224__search.png").stat().st_size > 0
@@ -84,7 +92,7 @@ def test_report_shows_the_choice_and_the_seed_mean_and_std(tuned, capsys):
 def test_summary_tex_is_a_booktabs_tabular(tuned):
     if not (tuned / "report" / "summary.tex").exists():
         assert cli.main(["report", "--results-dir", str(tuned)]) == 0
-    tex = (tuned / "report" / "summary.tex").read_text()
+    tex = (tuned / "report" / "summary.tex").read_text().split("% Tuned sweep\n")[1]  # after the summary
     lines = tex.strip().splitlines()
     assert lines[0] == r"\begin{tabular}{llrrrr}" and lines[-1] == r"\end{tabular}"
     assert lines[1] == r"\toprule" and lines[3] == r"\midrule" and lines[-2] == r"\bottomrule"
@@ -92,7 +100,9 @@ def test_summary_tex_is_a_booktabs_tabular(tuned):
     assert all(line.endswith(r"\\") for line in lines[2:3] + lines[4:-2])
     assert all(line.count("&") == 5 for line in lines[2:3] + lines[4:-2])
     assert r"top-1 \%" in tex and r"$\pm$" in tex and "_" not in tex.replace(r"\_", "")
-    assert len(re.findall(r"\\textbf\{", tex)) == 2  # best validation and the test top-1 of that row
+    # Bold as in summary.md: the best validation, and the test top-1 of the best and of those not worse.
+    markdown = (tuned / "report" / "summary.md").read_text().split("# Tuned sweep")[1]
+    assert len(re.findall(r"\\textbf\{", tex)) == markdown.count("**") // 2 >= 2
 
 
 def test_shards_then_rerun_give_the_same_table_without_duplicates(tuned, tmp_path, capsys):
