@@ -23,7 +23,7 @@ import torch.nn.functional as F
 LATIN = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 GREEK = "ΓΔΘΛΞΠΣΦΨΩαβγδεζηθικλμνξπρστυφχψω"  # capitals that look Latin (A, B, E, ...) and omicron left out
 SYMBOLS = "+−×÷=<>±∞√∫∂∇%&@#$?!*/()[]{}§¶€£¥→←↑↓≈≠"
-CLASSES = LATIN + GREEK + SYMBOLS  # 52 + 33 + 42 = 127 classes, no digit among them
+CLASSES = LATIN + GREEK + SYMBOLS  # 52 + 33 + 39 = 124 classes, no digit among them
 # Unicode faces: every class is looked up in their cmap.
 UNICODE_FACES = [
     f"DejaVu{family}{face}.ttf"
