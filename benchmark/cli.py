@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import strategies
-from benchmark import data
+from benchmark import curves, data, launch
 from benchmark.arguments import int_list, key_values, shard
 from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, strategy_class
 from benchmark.errors import UsageError
@@ -165,6 +165,8 @@ def _add_run(commands, parents: list[Parser]) -> None:
         action="store_true",
         help="a line for every epoch (default: a live display on a terminal, a few lines per run when piped)",
     )
+    curves.add_flags(run)
+    launch.add_flags(run)
 
 
 def _add_speed(commands, parents: list[Parser]) -> None:
@@ -352,7 +354,13 @@ def command_run(args: argparse.Namespace) -> int:
 
     runs: list[experiment.Sweep] = args.sweeps  # one per dataset x model x train size of an experiment file
     args = runs[0].args  # the sweeps differ only in dataset, model and train size
+    launch.check(args)
+    log_options = curves.options_from(args, lambda text: console.print(text, markup=False))
     specs = [spec_from_args(each.args) for each in runs]
+    if args.launcher and not launch.inside_task():  # submit workers that each run this command
+        for spec in specs:  # bad input fails here, not in every task
+            [sweep.plan(cell) for cell in search.first_stage(spec)]
+        return launch.launch(args, runs[0].command, lambda text: console.print(text, markup=False))
     try:
         device = distributed.resolve_device(args.device)
     except (RuntimeError, ValueError) as error:
@@ -389,7 +397,11 @@ def command_run(args: argparse.Namespace) -> int:
             keep_weights=args.keep_weights,
             download=not args.no_download,
             compile_model=args.compile,
+            log=log_options,
+            pull=launch.inside_task(),  # a launcher's worker takes the next unclaimed cell (pull.py)
         )
+        if log_options.sinks:
+            log(curves.describe(log_options, args.results_dir))
         for each, spec, its_cells in zip(runs, specs, cells, strict=True):
             hashes = [cell.config_hash for cell in its_cells]
             with (
