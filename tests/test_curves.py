@@ -25,6 +25,13 @@ def read_events(folder: Path):
     return events
 
 
+def hparams_of(events) -> dict:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    return dict(plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams)
+
+
 @SHARED_SWEEP
 def test_every_run_of_a_sweep_has_its_epoch_curves_and_labels_in_tensorboard(sweep_results):
     runs, epochs = store.read(sweep_results, "runs"), store.read(sweep_results, "epochs")
@@ -40,6 +47,8 @@ def test_every_run_of_a_sweep_has_its_epoch_curves_and_labels_in_tensorboard(swe
         card = events.Tensors("run/text_summary")[0].tensor_proto.string_val[0].decode()
         for label in (run.strategy, run.dataset, run.model, f"| seed | {run.seed} |"):
             assert str(label) in card
+        hparams = hparams_of(events)  # TensorBoard's HParams tab: one line per run, by these labels
+        assert (hparams["strategy"].string_value, hparams["seed"].number_value) == (run.strategy, run.seed)
 
 
 def test_log_none_writes_no_curves_and_the_rows_are_the_same(tmp_path):
