@@ -358,8 +358,8 @@ def command_run(args: argparse.Namespace) -> int:
     log_options = curves.options_from(args, lambda text: console.print(text, markup=False))
     specs = [spec_from_args(each.args) for each in runs]
     if args.launcher and not launch.inside_task():  # submit workers that each run this command
-        for spec in specs:  # bad input fails here, not in every task
-            [sweep.plan(cell) for cell in search.first_stage(spec)]
+        for cell in (cell for spec in specs for cell in search.first_stage(spec)):
+            sweep.plan(cell)  # bad input fails here, not in every task
         return launch.launch(args, runs[0].command, lambda text: console.print(text, markup=False))
     try:
         device = distributed.resolve_device(args.device)

@@ -294,6 +294,9 @@ def launch(args: argparse.Namespace, tokens: list[str], say: Callable[[str], Non
     if args.dry_run:
         print(describe(job, args.json))
         return 0
+    from benchmark import store
+
+    store.check_writable(args.results_dir)
     if job.executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         raise UsageError(
             "--launcher slurm needs Slurm here (sbatch and srun); --dry-run shows the job without it"

@@ -4,6 +4,7 @@ with a killed worker's cell finished once and a pre-empted worker requeued from 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -139,13 +140,27 @@ def test_slurm_dry_run_prints_the_job_and_writes_nothing(tmp_path):
         (["--launcher", "slurm", "--slurm-extra", "account"], "--slurm-extra takes KEY=VALUE"),
         (["--launcher", "local", "--shard", "0/2"], "--shard and --launcher"),
         (["--launcher", "local", "--workers", "2", "--force"], "--force with several workers"),
-        (["--launcher", "slurm"], "--launcher slurm needs Slurm"),
+        (["--launcher", "local", "--device", "cuda:1"], "gives each worker one GPU of its own"),
     ],
 )
 def test_bad_launcher_input_is_one_line_exit_2_and_writes_nothing(tmp_path, flags, message):
     result = run_cli(*tiny_run("linear", epochs=1), *flags, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and message in result.stderr
     assert result.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="Slurm is here: this would submit a job")
+def test_launcher_slurm_without_slurm_says_so_and_writes_nothing(tmp_path):
+    result = run_cli(*tiny_run("linear", epochs=1), "--launcher", "slurm", cwd=tmp_path)
+    assert result.returncode == 2 and "--launcher slurm needs Slurm here" in result.stderr
+    assert "--dry-run shows the job" in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_local_dry_run_shows_one_task_per_worker_and_the_command(tmp_path):
+    argv = [*tiny_run("linear", epochs=1), *LOCAL, "--workers", "3", "--dry-run", "--json"]
+    job = json.loads(run_cli(*argv, cwd=tmp_path).stdout)
+    assert job["executor"] == "local" and job["tasks"] == 3 and job["gpus"] == []  # --device cpu
+    assert "--launcher" not in job["command"] and not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
