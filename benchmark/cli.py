@@ -400,8 +400,6 @@ def command_run(args: argparse.Namespace) -> int:
             log=log_options,
             pull=launch.inside_task(),  # a launcher's worker takes the next unclaimed cell (pull.py)
         )
-        if log_options.sinks:
-            log(curves.describe(log_options, args.results_dir))
         for each, spec, its_cells in zip(runs, specs, cells, strict=True):
             hashes = [cell.config_hash for cell in its_cells]
             with (
@@ -414,6 +412,7 @@ def command_run(args: argparse.Namespace) -> int:
             log(
                 f"done: {counts}; {result.skipped} skipped as already done; "
                 f"{result.busy} left to other processes; configuration in {path}"
+                + (f"; {curves.describe(log_options, args.results_dir)}" if log_options.sinks else "")
             )
             exit_code = max(exit_code, result.exit_code)  # 130 (cancelled) > 1 (failed) > 0
             if result.exit_code == 130:
