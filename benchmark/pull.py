@@ -21,7 +21,7 @@ from collections import Counter
 from benchmark import sweep
 from benchmark.config import RunConfig
 
-POLL_SECONDS = 30.0  # between two looks at search points that other workers hold; a cell takes minutes
+POLL_SECONDS = 10.0  # between two looks at search points that other workers hold: a look reads the claims
 
 
 def execute(cells: list[RunConfig], device, dist, progress, options, tags=None) -> sweep.SweepResult:

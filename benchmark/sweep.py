@@ -206,7 +206,7 @@ class SweepResult:
     skipped: int = 0
     busy: int = 0
     run_ids: list[str] = dataclasses.field(default_factory=list)
-    left: list[str] = dataclasses.field(default_factory=list)  # config hashes of the busy cells
+    left: list[str] = dataclasses.field(default_factory=list)  # config hashes of cells others held
 
     def merge(self, other: SweepResult) -> SweepResult:
         """Both stages of a tuned sweep counted together."""
@@ -327,7 +327,8 @@ def _run_claimed(cell: RunConfig, sweep: _Sweep) -> str | None:
         if not claimed or already:
             sweep.progress.cell_finished("another process is running or has finished this cell; moving on")
             sweep.result.busy += 1
-            sweep.result.left.append(cell.config_hash)
+            if not claimed:  # held by another process: a launcher's worker may come back (pull.py)
+                sweep.result.left.append(cell.config_hash)
             return None
         status = _run_one(cell, sweep)
         sweep.result.statuses[status] += 1

@@ -172,7 +172,7 @@ def test_a_worker_waits_for_search_points_another_worker_holds(tmp_path, monkeyp
     plan = json.loads(run_cli(*argv, "--dry-run", "--json", cwd=tmp_path).stdout)
     held = plan[-1]["config_hash"]  # the last search point: the worker reaches it after the other
     results, released = tmp_path / "results", threading.Event()
-    monkeypatch.setattr(pull, "POLL_SECONDS", 0.2)  # seconds between looks (30 s for real workers)
+    monkeypatch.setattr(pull, "POLL_SECONDS", 0.2)  # seconds between looks (10 s for real workers)
 
     def other_worker() -> None:
         with store.claim(results, held):
