@@ -17,14 +17,28 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
+
+import torch
 
 from benchmark import sweep
 from benchmark.config import RunConfig
+from benchmark.distributed import Dist
+from benchmark.progress import Progress
+
+Tags = dict[str, dict[str, Any]] | None  # config hash -> extra row columns, as sweep.execute takes them
 
 POLL_SECONDS = 10.0  # between two looks at search points that other workers hold: a look reads the claims
 
 
-def execute(cells: list[RunConfig], device, dist, progress, options, tags=None) -> sweep.SweepResult:
+def execute(
+    cells: list[RunConfig],
+    device: torch.device,
+    dist: Dist,
+    progress: Progress,
+    options: sweep.ExecuteOptions,
+    tags: Tags = None,
+) -> sweep.SweepResult:
     """sweep.execute, then again over the cells others held, while the last pass ran something."""
     total = last = sweep.execute(cells, device, dist, progress, options, tags)
     while last.left and sum(last.statuses.values()) and not last.statuses["cancelled"]:
@@ -33,7 +47,14 @@ def execute(cells: list[RunConfig], device, dist, progress, options, tags=None) 
     return total
 
 
-def wait_for(cells: list[RunConfig], device, dist, progress, options, tags=None) -> sweep.SweepResult:
+def wait_for(
+    cells: list[RunConfig],
+    device: torch.device,
+    dist: Dist,
+    progress: Progress,
+    options: sweep.ExecuteOptions,
+    tags: Tags = None,
+) -> sweep.SweepResult:
     """sweep.execute, then, until no cell is held by another process, wait and run what is left."""
     poll_seconds = POLL_SECONDS
     total = last = sweep.execute(cells, device, dist, progress, options, tags)
