@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 import strategies
-from benchmark import data
+from benchmark import curves, data, launch
 from benchmark.arguments import int_list, key_values, shard
 from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, strategy_class
 from benchmark.errors import DiskFull, UsageError
@@ -189,6 +189,8 @@ def _add_run(commands, parents: list[Parser]) -> None:
         action="store_true",
         help="a line for every epoch (default: a live display on a terminal, a few lines per run when piped)",
     )
+    curves.add_flags(run)
+    launch.add_flags(run)
 
 
 def _add_speed(commands, parents: list[Parser]) -> None:
@@ -419,7 +421,13 @@ def command_run(args: argparse.Namespace) -> int:
     from benchmark import distributed, progress, search, store, sweep
 
     args = runs[0].args  # the sweeps differ only in dataset, model and train size
+    launch.check(args)
+    log_options = curves.options_from(args, lambda text: console.print(text, markup=False))
     specs = [spec_from_args(each.args) for each in runs]
+    if args.launcher and not launch.inside_task():  # submit workers that each run this command
+        for cell in (cell for spec in specs for cell in search.first_stage(spec)):
+            sweep.plan(cell)  # bad input fails here, not in every task
+        return launch.launch(args, runs[0].command, lambda text: console.print(text, markup=False))
     device = _device(args.device)
     # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
     # MB per layer and allocating them costs more than it saves (measured: 1.48x slower than batch 64).
@@ -451,6 +459,8 @@ def command_run(args: argparse.Namespace) -> int:
             keep_weights=args.keep_weights,
             download=not args.no_download,
             compile_model=args.compile,
+            log=log_options,
+            pull=launch.inside_task(),  # a launcher's worker takes the next unclaimed cell (pull.py)
         )
         for each, spec, its_cells in zip(runs, specs, cells, strict=True):
             hashes = [cell.config_hash for cell in its_cells]
@@ -464,6 +474,7 @@ def command_run(args: argparse.Namespace) -> int:
             log(
                 f"done: {counts}; {result.skipped} skipped as already done; "
                 f"{result.busy} left to other processes; configuration in {path}"
+                + (f"; {curves.describe(log_options, args.results_dir)}" if log_options.sinks else "")
             )
             exit_code = max(exit_code, result.exit_code)  # 130 (cancelled) > 1 (failed) > 0
             if result.exit_code == 130:

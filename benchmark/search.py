@@ -312,17 +312,22 @@ def describe(spec) -> str:
 
 def execute(spec, cells: list[RunConfig], device, dist, log: Progress, options):
     """Run a sweep as sweep.execute does; a tuned one in both stages: `cells` (from first_stage) first,
-    then whatever of the final stage the rows on disk allow. Returns a sweep.SweepResult."""
-    from benchmark import sweep
+    then whatever of the final stage the rows on disk allow. Returns a sweep.SweepResult.
 
+    A launcher's worker (`options.pull`) pulls cells, and waits for search points that other workers
+    hold before it decides the final stage (pull.py)."""
+    from benchmark import pull, sweep
+
+    run_cells = pull.execute if options.pull else sweep.execute
     tuned = tuned_sweep(spec)
     if tuned is None:
-        return sweep.execute(cells, device, dist, log, options)
-    result = sweep.execute(cells, device, dist, log, options, tuned.search_tags())
+        return run_cells(cells, device, dist, log, options)
+    search_stage = pull.wait_for if options.pull else sweep.execute
+    result = search_stage(cells, device, dist, log, options, tuned.search_tags())
     if result.statuses["cancelled"]:
         return result
     final, tags = final_stage(tuned, spec.results_dir, dist.is_main, dist.broadcast, log)
-    return result.merge(sweep.execute(final, device, dist, log, options, tags))
+    return result.merge(run_cells(final, device, dist, log, options, tags))
 
 
 def final_stage(

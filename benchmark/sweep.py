@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from benchmark import backbone as backbones
-from benchmark import data, store, trained
+from benchmark import curves, data, store, trained
 from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
 from benchmark.distributed import Dist
 from benchmark.errors import DiskFull, Diverged, UsageError
@@ -206,6 +206,7 @@ class SweepResult:
     skipped: int = 0
     busy: int = 0
     run_ids: list[str] = dataclasses.field(default_factory=list)
+    left: list[str] = dataclasses.field(default_factory=list)  # config hashes of cells others held
 
     def merge(self, other: SweepResult) -> SweepResult:
         """Both stages of a tuned sweep counted together."""
@@ -214,6 +215,7 @@ class SweepResult:
             self.skipped + other.skipped,
             self.busy + other.busy,
             self.run_ids + other.run_ids,
+            self.left + other.left,
         )
 
     @property
@@ -229,6 +231,8 @@ class ExecuteOptions:
     keep_weights: bool = False  # save trained parameters under results/weights
     download: bool = True  # download a missing dataset
     compile_model: bool = False  # torch.compile the trained module
+    log: curves.LogOptions = curves.LogOptions()  # where curves go besides the rows (none by default)
+    pull: bool = False  # a launcher's worker: revisit cells others held, wait for a search (pull.py)
 
 
 # Frozen trunks' outputs, shared by every sweep of this process (a tuned sweep's search and final stages,
@@ -337,6 +341,8 @@ def _run_claimed(cell: RunConfig, sweep: _Sweep) -> str | None:
         if not claimed or already:
             sweep.progress.cell_finished("another process is running or has finished this cell; moving on")
             sweep.result.busy += 1
+            if not claimed:  # held by another process: a launcher's worker may come back (pull.py)
+                sweep.result.left.append(cell.config_hash)
             return None
         status = _run_one(cell, sweep)
         sweep.result.statuses[status] += 1
@@ -355,6 +361,13 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
     row = {"run_id": run_id, "started_at": _now(), **identity_row(cell, sweep.splits, sweep.device, dist)}
     row.update(sweep.tags.get(cell.config_hash, {}))
     outcome, status, error = None, "ok", ""
+    # Curves for TensorBoard, W&B or MLflow (rank 0 only); the rows below stay the record.
+    run_log = curves.open_run(sweep.options.log, cell.results_dir, run_id, row, sweep.progress, dist.is_main)
+
+    def on_epoch(record: dict) -> None:
+        sweep.progress.epoch(record, _epochs(cell))
+        run_log.epoch(record)
+
     try:
         seed_everything(cell.seed)
         backbone = sweep.source.for_cell(cell)
@@ -369,7 +382,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
             dist,
             compile_model=sweep.options.compile_model,
             shared_trunks=sweep.shared_trunks,
-            on_epoch=lambda record: sweep.progress.epoch(record, _epochs(cell)),
+            on_epoch=on_epoch,
             log=sweep.progress,
         )
     except KeyboardInterrupt:
@@ -395,6 +408,7 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
             store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
         if status in store.ANSWERS and sweep.options.force:
             store.supersede(cell.results_dir, cell.config_hash, run_id)
+    run_log.finish(row, outcome.tables["epochs"] if outcome else None)
     sweep.result.run_ids.append(run_id)
     if status == "failed" and dist.enabled:
         # The other processes may be waiting in a collective operation: end the group, and torchrun

@@ -1,9 +1,11 @@
 """The shared sweep of every strategy: its rows (schema, exact counts, resume), and the report made from them
-(aggregates, failures apart, stray files, plots). One file, so that one test worker trains the sweep once."""
+(aggregates, failures apart, stray files, plots) and its TensorBoard curves. One file, so that one test worker
+trains the sweep once."""
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -200,3 +202,39 @@ def test_rerun_skips_finished_cells(sweep_results):
     assert result.returncode == 0, result.stderr
     assert f"skipping {2 * len(strategies.names())} cell(s) already done" in result.stderr
     assert sorted(path.name for path in (sweep_results / "runs").iterdir()) == before
+
+
+EPOCH_TAGS = {"train_loss": "train/loss", "val_loss": "val/loss", "val_top1": "val/top1", "lr": "train/lr"}
+
+
+def read_events(folder: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return events
+
+
+def hparams_of(events) -> dict:
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    return dict(plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams)
+
+
+def test_every_run_of_a_sweep_has_its_epoch_curves_and_labels_in_tensorboard(sweep_results):
+    runs, epochs = store.read(sweep_results, "runs"), store.read(sweep_results, "epochs")
+    assert len(runs) > 1
+    for run in runs.itertuples():
+        events = read_events(sweep_results / "tb" / run.run_id)
+        history = epochs[epochs["run_id"] == run.run_id].sort_values("epoch")
+        for column, tag in EPOCH_TAGS.items():
+            logged = events.Scalars(tag)
+            assert [event.step for event in logged] == list(history["epoch"]), (run.run_id, tag)
+            assert [event.value for event in logged] == pytest.approx(list(history[column]), rel=1e-6)
+        assert [event.value for event in events.Scalars("final/test_top1")] == pytest.approx([run.test_top1])
+        card = events.Tensors("run/text_summary")[0].tensor_proto.string_val[0].decode()
+        for label in (run.strategy, run.dataset, run.model, f"| seed | {run.seed} |"):
+            assert str(label) in card
+        hparams = hparams_of(events)  # TensorBoard's HParams tab: one line per run, by these labels
+        assert (hparams["strategy"].string_value, hparams["seed"].number_value) == (run.strategy, run.seed)
