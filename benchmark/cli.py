@@ -23,7 +23,7 @@ from benchmark import curves, data, launch
 from benchmark.arguments import int_list, key_values, shard
 from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams, strategy_class
 from benchmark.errors import DiskFull, UsageError
-from benchmark.limits import check_img_size, check_seeds
+from benchmark.limits import check_float, check_img_size, check_int, check_seeds
 
 DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
 GPU_EVAL_BATCH, CPU_EVAL_BATCH = 512, 64  # images per evaluation (and trunk-caching) batch
@@ -281,8 +281,7 @@ def command_pretrain(args: argparse.Namespace) -> int:
 
     given = {key: value for key, value in vars(args).items() if key in pretrain.Recipe.__dataclass_fields__}
     recipe = pretrain.Recipe(**{key: value for key, value in given.items() if value is not None})
-    if min(recipe.steps, recipe.batch_size, recipe.val_images, recipe.eval_every, recipe.threads) < 1:
-        raise UsageError("--steps, --batch-size, --val-images, --eval-every and --threads must be at least 1")
+    _check_pretrain(recipe, args.out)
     flags = [f"--{key.replace('_', '-')} {value}" for key, value in given.items() if value is not None]
     command = " ".join(["python -m benchmark pretrain", *flags, f"--out {args.out}"])
     result = pretrain.train(recipe, lambda text: console.print(text, markup=False))
@@ -293,6 +292,19 @@ def command_pretrain(args: argparse.Namespace) -> int:
         markup=False,
     )
     return 0
+
+
+def _check_pretrain(recipe: Any, out: Path) -> None:
+    """A recipe of finite numbers in range, and a weights file that can be written: else one line."""
+    for flag in ("steps", "batch_size", "val_images", "eval_every", "threads"):
+        check_int(getattr(recipe, flag), "--" + flag.replace("_", "-"), low=1)
+    check_int(recipe.seed, "--seed")
+    check_int(recipe.warmup_steps, "--warmup-steps", high=recipe.steps - 1)
+    check_float(recipe.weight_decay, "--weight-decay")
+    if check_float(recipe.lr, "--lr") == 0:
+        raise UsageError("--lr must be positive; got 0.0")
+    if out.is_dir() or out.suffix != ".safetensors":
+        raise UsageError(f"--out takes a .safetensors file to write; got {out}")
 
 
 def _add_kept_run_commands(commands) -> None:

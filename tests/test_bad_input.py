@@ -87,6 +87,15 @@ CASES: dict[str, tuple[list[str], str, Callable[[Path], None] | None]] = {
     "inspect --out FILE": ([*INSPECT, "--out", "e.yaml"], "is a file", yaml_file("")),
     "report empty folder": (["report"], "no readable runs in results", None),
     "report --out FILE": (["report", "--out", "e.yaml"], "--out e.yaml is a file", yaml_file("")),
+    "pretrain --steps 0": (["pretrain", "--steps", "0"], "--steps must be between 1", None),
+    "pretrain --lr inf": (["pretrain", "--lr", "inf"], "--lr must be a finite number", None),
+    "pretrain --warmup-steps": (
+        ["pretrain", "--steps", "10", "--warmup-steps", "10"],
+        "--warmup-steps must",
+        None,
+    ),
+    "pretrain --seed -1": (["pretrain", "--seed", "-1"], "--seed must be between 0", None),
+    "pretrain --out folder": (["pretrain", "--out", "."], "--out takes a .safetensors file", None),
     "list --bogus": (["list", "--bogus"], "unrecognized arguments", None),
     "no command": ([], "the following arguments are required: command", None),
 }
