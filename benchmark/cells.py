@@ -3,7 +3,8 @@
 A cell is one configuration (dataset, model, strategy, options, hyper-parameters; `cell_hash`) over its
 seeds. Each seed counts once: its successful row if it has one, else its last row (failed, diverged or
 cancelled); rows superseded by a `--force` rerun are left out. Of each strategy's cells in a block (dataset,
-model, training size) one is *selected*, by validation only: a tuned sweep's chosen point, else the cell
+model, training size) one is *selected* (one per backbone weights: a strategy on random initialisation is a
+separate entry, not a candidate), by validation only: a tuned sweep's chosen point, else the cell
 with the best mean validation top-1 over the seeds the candidates share. The others are search points or
 unselected configurations, shown apart and never compared.
 """
@@ -21,6 +22,9 @@ from benchmark import columns, search, statistics
 MiB = 2**20
 FAILED_STATUSES = ("failed", "diverged", "cancelled")
 BLOCK = ["dataset", "model", "train_size"]  # one table, one family of comparisons each
+# A strategy on another backbone's weights (pretrained or random initialisation) is another entry of the
+# table, not a configuration for validation to choose between: selection picks one cell per entry.
+ENTRY = ["strategy", "weights"]
 # Every run column with a direction is aggregated (mean and sample std over seeds), and total_params.
 AGGREGATED = [column.name for column in columns.RUNS if column.better] + ["total_params"]
 PERCENT = ["test_top1", "test_top5", "best_val_top1", "test_macro_f1"]  # fractions shown as percent
@@ -162,9 +166,10 @@ def selection(outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per cell (seed_outcomes' rows in): `role` (selected, search point, not selected), `selected`, the
     seeds `asked` (for a selected cell, every seed with a row in a selected cell of its block; else its own)
     and `complete` (selected, and every asked seed succeeded)."""
-    frame = outcomes.drop_duplicates("cell_hash")[[*BLOCK, "strategy", "cell_hash"]].set_index("cell_hash")
+    outcomes = outcomes.assign(weights=outcomes.get("weights", ""))
+    frame = outcomes.drop_duplicates("cell_hash")[[*BLOCK, *ENTRY, "cell_hash"]].set_index("cell_hash")
     role = pd.Series("not selected", index=frame.index)
-    for _, mine in frame.reset_index().groupby([*BLOCK, "strategy"], sort=False):
+    for _, mine in frame.reset_index().groupby([*BLOCK, *ENTRY], sort=False, dropna=False):
         candidates, searched = _candidates(mine, outcomes)
         role[searched] = "search point"
         role[_pick(candidates, outcomes)] = "selected"

@@ -59,7 +59,8 @@ def _on_cpu(rows: pd.DataFrame) -> bool:
 
 
 BOLD_RULE = (
-    "Each strategy is shown once, in its configuration selected by validation top-1 (a tuned sweep's chosen "
+    "Each strategy is shown once per backbone weights (pretrained, random initialisation), in its configuration "
+    "selected by validation top-1 (a tuned sweep's chosen "
     "point; else the configuration with the best mean validation top-1 over the seeds they share); search "
     "points and other configurations are listed apart and never compared. Numbers are mean ± sample standard "
     "deviation [95% bootstrap interval of the mean: percentile method, 9,999 resamples, fixed seed] over "

@@ -30,7 +30,7 @@ def write_row(results: Path, strategy: str, seed: int, **values: object) -> dict
         values.pop("model", "vit_b"),
         values.get("lr", 1e-3),
     )
-    cell = _hash(dataset, model, strategy, lr, values.get("train_size", ""))
+    cell = _hash(dataset, model, strategy, lr, values.get("train_size", ""), values.get("weights", ""))
     config = _hash(cell, seed)
     number = len(list((results / "runs").glob("*.parquet"))) if (results / "runs").exists() else 0
     row = {
@@ -226,3 +226,27 @@ def test_an_unknown_reference_is_one_line_exit_2(disagreeing, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--reference vpt" in lines[0] and "full, linear, lora" in lines[0]
     assert not (disagreeing / "report").exists()
+
+
+def test_a_strategy_on_random_initialisation_is_its_own_entry_not_a_candidate(tmp_path):
+    """The demo's reference rows: linear and full on pretrained weights and on random initialisation.
+    Validation must not choose between backbones (it would hide the random-initialisation reference); each
+    is an entry of the table, compared with the reference full on the pretrained weights."""
+    results = tmp_path / "results"
+    pretrained, random_init = "file:weights/tiny.safetensors", "none (random initialisation)"
+    for seed in (0, 1, 2):
+        for strategy, weights, test, slope in (
+            ("full", pretrained, 0.98, 1), ("full", random_init, 0.50, 3), ("linear", pretrained, 0.95, 2),
+            ("linear", random_init, 0.76, 5),
+        ):  # fmt: skip
+            test += slope * seed / 1000  # mean differences with full: -47.80 and -21.60 points
+            write_row(
+                results, strategy, seed, weights=weights, best_val_top1=test, test_top1=test, test_top5=1.0
+            )
+    assert run_cli("report", "--results-dir", str(results), "--out", "out", cwd=tmp_path).returncode == 0
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    assert "### Not selected" not in markdown
+    _, rows = summary_rows(markdown, "cifar10 · vit_b")
+    assert rows[f"full (weights={pretrained})"][3] == "reference"
+    assert rows[f"full (weights={random_init})"][3].startswith("Δ -47.80")
+    assert rows[f"linear (weights={random_init})"][3].startswith("Δ -21.60")
