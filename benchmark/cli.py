@@ -246,7 +246,11 @@ def build_parser() -> Parser:
         "minutes; then the report",
     )
     demo.add_argument("--results-dir", type=Path, default=Path("results/demo"))
-    demo.add_argument("--seeds", default="0")
+    demo.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="seeds of every cell (default 0,1,2: intervals and paired tests need several)",
+    )
     _add_kept_run_commands(commands)
     _add_pretrain(commands)
     return parser

@@ -11,7 +11,16 @@ from benchmark import cli, store
 def test_full_fine_tune_learns_digits(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the demo's own file and recipe, a 2-block ViT from random initialisation
     # linear too: the file sets linear's recipe, and --set may only name strategies of the run (about 1 s)
-    args = ["run", "--config", str(cli.DEMO_CONFIG), "--no-pretrained", "--strategies", "full,linear"]
+    args = [
+        "run",
+        "--config",
+        str(cli.DEMO_CONFIG),
+        "--seeds",
+        "0",
+        "--no-pretrained",
+        "--strategies",
+        "full,linear",
+    ]
     assert cli.main([*args, "--epochs", "40"]) == 0
     runs = store.read(tmp_path / "results", "runs")
     row = runs[runs["strategy"] == "full"].iloc[0]

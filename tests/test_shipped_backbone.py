@@ -19,7 +19,16 @@ from tests.helpers import ROOT
 
 DEMO = str(ROOT / "protocols" / "demo.yaml")
 SHIPPED = str(ROOT / "weights" / "glyph_vit_p8_d2_w64.safetensors")
-SHORT = ["--epochs", "3", "--warmup-epochs", "1", "--set", "linear.epochs=10"]  # the demo's: 20 and 30
+SHORT = [
+    "--seeds",
+    "0",
+    "--epochs",
+    "3",
+    "--warmup-epochs",
+    "1",
+    "--set",
+    "linear.epochs=10",
+]  # demo: 3 seeds, 20, 30
 ABOVE_RANDOM_PROBE = 0.10  # every strategy on the shipped backbone beats the random-feature probe by this
 PEFT_BELOW_FULL = 0.08  # the median parameter-efficient strategy is at most this far below `full`
 PARAMETER_EFFICIENT = ("selective", "additive", "reparameterised", "prompt")  # families
