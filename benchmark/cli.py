@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -247,6 +248,13 @@ def build_parser() -> Parser:
     )
     demo.add_argument("--results-dir", type=Path, default=Path("results/demo"))
     demo.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes that share the sweep, one CPU thread each (default: the cores, at most "
+        f"{DEMO_MAX_WORKERS}; 1 runs it in this process)",
+    )
+    demo.add_argument(
         "--seeds",
         default="0,1,2",
         help="seeds of every cell (default 0,1,2: intervals and paired tests need several)",
@@ -359,6 +367,14 @@ PROJECT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = PROJECT / "protocols" / "demo.yaml"
 DEMO_WEIGHTS = PROJECT / "weights" / "glyph_vit_p8_d2_w64.safetensors"
 DEMO_REFERENCE = ["--no-pretrained", "--strategies", "linear,full"]
+DEMO_MAX_WORKERS = 8  # each worker holds about 1 GiB; the tiny model gains nothing from a second thread
+
+
+def _demo_workers(asked: int | None) -> list[str]:
+    """The run flags that share the demo's cells among local workers (the launcher's pull queue)."""
+    workers = asked if asked is not None else min(len(os.sched_getaffinity(0)), DEMO_MAX_WORKERS)
+    check_int(workers, "--workers", 1, 64)
+    return ["--launcher", "local", "--workers", str(workers)] if workers > 1 else []
 
 
 def _shown_path(path: Path) -> str:
@@ -374,8 +390,9 @@ def command_demo(args: argparse.Namespace) -> int:
     for needed in (DEMO_CONFIG, DEMO_WEIGHTS):
         if not needed.is_file():
             raise UsageError(f"the demo needs {needed}, which is part of the project's repository")
+    check_seeds(int_list(args.seeds, "--seeds"), "--seeds")  # before the first sweep prints its command
     common = ["--config", _shown_path(DEMO_CONFIG), "--seeds", args.seeds]
-    common += ["--results-dir", str(args.results_dir), "--keep-weights"]
+    common += ["--results-dir", str(args.results_dir), "--keep-weights", *_demo_workers(args.workers)]
     for extra in (["--weights", _shown_path(DEMO_WEIGHTS)], DEMO_REFERENCE):
         run_args = ["run", *common, *extra]
         console.print("python -m benchmark " + " ".join(run_args), markup=False)

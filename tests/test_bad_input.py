@@ -57,6 +57,12 @@ CASES: dict[str, tuple[list[str], str, Callable[[Path], None] | None]] = {
     "run --seeds -1": ([*RUN, "--seeds", "-1"], "--seeds (each seed) must be between 0", None),
     "run --seeds 2^63": ([*RUN, "--seeds", f"0,{2**63}"], "--seeds (each seed) must be between 0", None),
     "run --val-fraction 0.999": ([*RUN, "--val-fraction", "0.999"], "leaving none to train on", None),
+    "demo --workers 0": (["demo", "--workers", "0"], "--workers must be between 1 and 64", None),
+    "demo --seeds -1": (
+        ["demo", "--seeds", "-1", "--workers", "1"],
+        "--seeds (each seed) must be between 0",
+        None,
+    ),
     "run --val-fraction nan": ([*RUN, "--val-fraction", "nan"], "--val-fraction must be between", None),
     "run --img-size below patch": ([*RUN, "--img-size", "3"], "smaller than model", None),
     "run --img-size 0": ([*RUN, "--img-size", "0"], "--img-size must be a number of pixels", None),
@@ -130,4 +136,4 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys,
 def test_every_subcommand_has_a_case():
     commands = {argv[0] for argv, _, _ in CASES.values() if argv}
     parser_commands = set(next(a for a in cli.build_parser()._actions if a.dest == "command").choices)
-    assert parser_commands - {"demo"} <= commands  # demo takes only --results-dir and --seeds
+    assert parser_commands <= commands
