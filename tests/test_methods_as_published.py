@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import strategies
+from benchmark.backbone import create_skeleton
 from benchmark.config import TrainParams
 from benchmark.training import make_optimizer, make_scheduler
 from strategies._qkv import SplitQKV, split_qkv
@@ -64,9 +65,11 @@ def test_fourierft_takes_n_frequency_per_layer_up_to_the_layers_weights():
     assert {param.numel() for key, param in model.named_parameters() if "fourierft_spectrum" in key} == {1024}
 
 
-def _optimizer(name: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    strategy = strategies.get(name)()
-    model = strategy.prepare(tiny_vit())
+def _optimizer(
+    name: str, model: torch.nn.Module | None = None, **options
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    strategy = strategies.get(name)(strategies.get(name).Options(**options))
+    model = strategy.prepare(model if model is not None else tiny_vit())
     train = TrainParams(**{key: strategy.defaults[key] for key in ("optimizer", "lr", "weight_decay")})
     return model, make_optimizer(model, train, CPU, strategy)
 
@@ -76,20 +79,30 @@ def _group_of(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[
     return {key: where[id(param)] for key, param in model.named_parameters() if param.requires_grad}
 
 
-def test_fourierft_spectrum_trains_at_0_2_and_the_head_at_7e_4_throughout():
-    model, optimizer = _optimizer("fourierft")
+def _lrs(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[set[float], set[float]]:
     groups = _group_of(model, optimizer)
+    spectrum = {group["lr"] for key, group in groups.items() if "fourierft_spectrum" in key}
+    return spectrum, {group["lr"] for key, group in groups.items() if key.startswith("head.")}
+
+
+def test_fourierft_on_vit_b16_trains_its_spectrum_at_0_2_and_its_head_at_7e_4():
+    model, optimizer = _optimizer("fourierft", create_skeleton("vit_base_patch16_224", 100, None, {}))
+    (spectrum,), (head,) = _lrs(model, optimizer)
+    assert spectrum == pytest.approx(0.2) and head == 7e-4
+
+
+def test_fourierft_spectrum_ratio_follows_the_layer_size_and_holds_through_the_schedule():
+    """On 32 x 32 layers the reference's step per weight needs 768^2 / 32^2 = 576x less than its 285.7."""
+    model, optimizer = _optimizer("fourierft")
     schedule = make_scheduler(optimizer, warmup_steps=2, total_steps=10)
     for _ in range(5):
-        spectrum = [group["lr"] for key, group in groups.items() if "fourierft_spectrum" in key]
-        head = [group["lr"] for key, group in groups.items() if key.startswith("head.")]
-        assert len(spectrum) == 4 and len(head) == 2
-        assert spectrum[0] / head[0] == pytest.approx(0.2 / 7e-4) and len(set(spectrum + head)) == 2
+        (spectrum,), (head,) = _lrs(model, optimizer)
+        assert spectrum / head == pytest.approx(0.2 / 7e-4 / 576)
         optimizer.step()
         schedule.step()
-    assert schedule.per_step.base_lrs and sorted(schedule.per_step.base_lrs) == pytest.approx(
-        [7e-4, 7e-4, 0.2]
-    )
+    model, optimizer = _optimizer("fourierft", spectrum_lr_ratio=3.0)  # as given
+    (spectrum,), (head,) = _lrs(model, optimizer)
+    assert spectrum / head == pytest.approx(3.0)
 
 
 # The vectors each method adds (scales, shifts, magnitudes, singular values, spectra), by peft's or this
