@@ -40,8 +40,9 @@ class Adapter(Strategy):
     source = f"Houlsby et al. 2019; {PEFT_PROTOCOL_SOURCE}"
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Departures from the paper: the layer norms stay frozen (the paper trains them too), and the
-        up-projection starts at exactly zero instead of a small Gaussian, so the start is the backbone."""
+        """Departures from the paper: the layer norms stay frozen (the paper trains them too: 25 x 2 x 768
+        = 38,400 more numbers on ViT-B/16), and the up-projection starts at exactly zero instead of a
+        Gaussian of std 1e-2, so the start is the backbone."""
         from torch import nn
 
         from strategies._bottleneck import Bottleneck, SequentialAdapter
