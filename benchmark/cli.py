@@ -645,16 +645,18 @@ def strategy_markdown() -> str:
     from benchmark.prepare import prepare_model
 
     lines = [
-        "| name | family | what trains | options | trainable (ViT-B/16, 100 classes) | defaults | source |",
-        "|---|---|---|---|---:|---|---|",
+        "| name | family | what trains | options | trainable (ViT-B/16, 100 classes) | effective | defaults "
+        "| source |",
+        "|---|---|---|---|---:|---:|---|---|",
     ]
     for name in strategies.names():
         strategy = strategy_class(name)
         skeleton = create_skeleton("vit_base_patch16_224", 100, None, {})
-        trainable = prepare_model(name, strategy.Options(), skeleton).counts.trainable
+        prepared = prepare_model(name, strategy.Options(), skeleton)
+        effective = prepared.strategy.effective_params(prepared.model)
         lines.append(
             f"| `{name}` | {strategy.family} | {strategy.description} | {_options_text(strategy)} | "
-            f"{trainable:,} | {_defaults_text(strategy)} | {strategy.source} |"
+            f"{prepared.counts.trainable:,} | {effective:,} | {_defaults_text(strategy)} | {strategy.source} |"
         )
     return "\n".join(lines)
 

@@ -211,6 +211,14 @@ RUNS = [
         better="lower",
     ),
     _c("trainable_params_excluding_head", "int", "the same without the classification head", better="lower"),
+    _c(
+        "effective_params",
+        "int",
+        "trainable parameters that reach the output at the end of training, the head included: "
+        "`trainable_params` less what the method stores but never uses (BOFT: the symmetric half of each "
+        "block) or prunes away (AdaLoRA: ranks beyond the final budget); plots and tables use "
+        "`trainable_params`",
+    ),
     _c("head_params", "int", "parameters of the classification head"),
     _c("total_params", "int", "every distinct parameter of the trained model (adapters included)"),
     _c("trainable_fraction", "float", "`trainable_params / total_params`", "fraction", "lower"),

@@ -86,7 +86,7 @@ def run(
     )
     cached = inputs.cache_trunk_outputs(watches.train, watches.eval, watches.cache, shared_trunks)
     module = _wrap(prepared.trainable, dist, device, compile_model)
-    optimizer = make_optimizer(prepared.model, train, device)
+    optimizer = make_optimizer(prepared.model, train, device, prepared.strategy)
     plan = StepPlan.of(train, len(splits.train))
     scheduler = make_scheduler(optimizer, plan.warmup_steps, plan.total_steps, train.schedule)
     step = Stepper(module, prepared, optimizer, scheduler, train, cfg.precision, device, plan.total_steps)
@@ -210,6 +210,7 @@ def _cost_columns(prepared: Prepared, watches: Watches, memory: PeakMemory, trai
     return {
         "trainable_params": counts.trainable,
         "trainable_params_excluding_head": counts.trainable_excluding_head,
+        "effective_params": prepared.strategy.effective_params(prepared.model),
         "head_params": counts.head,
         "total_params": counts.total,
         "trainable_fraction": counts.trainable / counts.total,

@@ -130,7 +130,7 @@ def strategy_row(name: str, spec: SpeedSpec, train: TrainParams, device: torch.d
     prepared = prepare_model(name, None, model)
     prepared.model.to(device).train()
     trunk = prepared.trunk.eval() if prepared.trunk is not None else None
-    optimizer = make_optimizer(prepared.model, train, device)
+    optimizer = make_optimizer(prepared.model, train, device, prepared.strategy)
     total_steps = 1 + spec.warmup_steps + spec.steps  # the FLOP count's step, warm-up, timed steps
     scheduler = make_scheduler(optimizer, 0, total_steps)
     module = torch.compile(prepared.trainable) if spec.compile_model else prepared.trainable

@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 from benchmark.config import TrainParams
+from benchmark.optimizer_groups import parameter_groups
 from benchmark.pipeline import steps_per_epoch
 from benchmark.prepare import Prepared
+from strategies.base import Strategy
 
 
 def seed_everything(seed: int) -> None:
@@ -26,12 +28,19 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def make_optimizer(model: nn.Module, train: TrainParams, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, train: TrainParams, device: torch.device, strategy: Strategy | None = None
+) -> torch.optim.Optimizer:
     from timm.optim import create_optimizer_v2
 
-    # timm groups parameters so that norms, biases, position embedding and class token get no decay,
-    # and skips frozen parameters.
+    # Frozen parameters are skipped; no vector is decayed; the strategy may set per-parameter lr ratios.
+    strategy = strategy or Strategy()
+
+    def groups(module: nn.Module) -> list[dict]:
+        return parameter_groups(module, strategy, train.lr, train.weight_decay)
+
     arguments = {"opt": train.optimizer, "lr": train.lr, "weight_decay": train.weight_decay}
+    arguments["param_group_fn"] = groups
     if device.type == "cuda" and train.optimizer in ("adamw", "adam", "momentum", "sgd"):
         try:  # one fused kernel per step instead of one per parameter tensor
             return create_optimizer_v2(model, **arguments, fused=True)

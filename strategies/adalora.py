@@ -7,6 +7,12 @@ place, peft's `update_and_allocate`; both come from the runner's `on_step_end(mo
 hook. The orthogonality regulariser on P and Q comes through `extra_loss`. peft's tuner (which holds the
 rank allocator's importance scores) adapts the timm model in place and is kept by this strategy object.
 The singular values E start at zero, so the model starts at the backbone's function.
+
+Stored and effective counts: the pruned ranks are masked, not removed, so the model stores rank `init_r`
+throughout: (12 x 768 + 2,304 x 12 + 12) x 12 = 442,512 numbers on ViT-B/16's qkv layers, of which the
+final budget (`target_r` 8 per module on average) keeps 8 x (768 + 2,304 + 1) x 12 = 295,008
+(`effective_params`). The singular values, stored as (r, 1), are exempt from weight decay like every
+vector (benchmark/optimizer_groups.py).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+
+ADAPTER_NAME = "default"  # peft's adapter name, as strategies._peft.ADAPTER (which imports peft)
 
 if TYPE_CHECKING:
     import torch
@@ -145,3 +153,18 @@ class Adalora(Strategy):
                 identity = torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)
                 terms.append(torch.linalg.matrix_norm(gram - identity))
         return self.options.orth_reg_weight * torch.stack(terms).mean()
+
+    def no_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        return f".lora_E.{ADAPTER_NAME}" in name  # the singular values
+
+    def effective_params(self, model: nn.Module) -> int:
+        """The trainable count with every module's P, Q and E at `target_r` ranks instead of `init_r`: the
+        numbers the final budget keeps. The budget is `target_r` x modules ranks in all, shared by
+        importance; when the adapted modules differ in shape this counts it as spread evenly."""
+        stored = sum(
+            param.numel()
+            for name, param in model.named_parameters()
+            if any(f".{part}.{ADAPTER_NAME}" in name for part in ("lora_A", "lora_B", "lora_E"))
+        )
+        kept = stored * self.options.target_r // self.options.init_r  # each rank: a row of P and Q, one E
+        return super().effective_params(model) - stored + kept

@@ -84,6 +84,27 @@ class Strategy:
     def on_step_end(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after each optimiser step, gradients still in place; `step` counts from 1."""
 
+    def lr_ratio(self, name: str, param: nn.Parameter) -> float:
+        """The learning rate of the trainable parameter `name` over the run's `lr` (1: the run's lr).
+
+        The schedule scales every parameter's lr alike, so the ratio holds throughout the run.
+        """
+        return 1.0
+
+    def no_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        """True for a vector the method stores with a second dimension of size 1 (a scale or singular value
+        per output, shaped (n, 1)). Weight decay leaves every vector alone: biases, norm weights, the
+        model's `no_weight_decay()` names and every 1-D parameter already (benchmark/optimizer_groups.py);
+        this names the others, so that no method's scales are pulled towards 0 while another's are not.
+        """
+        return False
+
+    def effective_params(self, model: nn.Module) -> int:
+        """Trainable parameters that can change the prepared model's output at the end of training, the head
+        included: the trainable count, unless the method stores numbers that never reach the output
+        (BOFT's symmetric halves) or prunes them away (AdaLoRA's rank budget)."""
+        return sum(param.numel() for param in model.parameters() if param.requires_grad)
+
 
 def freeze(module: nn.Module) -> None:
     for param in module.parameters():

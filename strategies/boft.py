@@ -8,6 +8,12 @@ machine. This module therefore uses one factor everywhere (peft's default): a bl
 with blocks of `block_size` (peft stores b x b numbers per block and makes them orthogonal through the
 Cayley transform of their skew-symmetric part) and one scale per output. The blocks start at zero
 (identity rotation) and the scales at one, so the model starts at the backbone's function.
+
+Stored and effective counts: peft stores each block whole (b x b = 16 numbers at b = 4) but the Cayley
+transform uses only its skew-symmetric part, b(b - 1)/2 = 6 free numbers: on ViT-B/16 the adapter stores
+(192 x 16 + 2,304) x 12 = 64,512 numbers of which (192 x 6 + 2,304) x 12 = 41,472 reach the output
+(`effective_params`). The output scales, stored as (n, 1), are exempt from weight decay like every vector
+(benchmark/optimizer_groups.py).
 """
 
 from __future__ import annotations
@@ -78,3 +84,15 @@ class Boft(Strategy):
             target_modules=list(self.options.targets),
         )
         return inject(self.name, config, model, self.options.targets)
+
+    def no_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        return ".boft_s." in name  # the output scales
+
+    def effective_params(self, model: nn.Module) -> int:
+        """The trainable count less the part of each b x b block that the Cayley transform ignores: its
+        symmetric part, b(b + 1)/2 numbers (the diagonal and one of each mirrored pair)."""
+        block = self.options.block_size
+        blocks = sum(
+            param.numel() // (block * block) for name, param in model.named_parameters() if ".boft_R." in name
+        )
+        return super().effective_params(model) - blocks * block * (block + 1) // 2

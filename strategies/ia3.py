@@ -4,6 +4,8 @@ The paper rescales keys, values and the feed-forward's intermediate activations.
 into one `qkv` projection, so here the whole qkv output is rescaled (queries too: 3 x width numbers per
 block, a departure from the paper), and `fc2`'s input, the feed-forward's hidden activations (4 x width
 numbers per block), as the paper. The vectors start at one, so the model starts at the backbone's function.
+peft stores them as (n, 1) and (1, n) matrices; they are scales and, like every vector, exempt from weight
+decay (benchmark/optimizer_groups.py), which would otherwise pull them from 1 towards 0.
 """
 
 from __future__ import annotations
@@ -54,3 +56,6 @@ class Ia3(Strategy):
             target_modules=list(self.options.targets), feedforward_modules=list(self.options.feedforward)
         )
         return inject(self.name, config, model, self.options.targets)
+
+    def no_weight_decay(self, name: str, param: nn.Parameter) -> bool:
+        return ".ia3_l." in name  # the scaling vectors

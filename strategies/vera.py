@@ -5,6 +5,12 @@ The shared projections are state of peft's tuner, so the adapter is built throug
 than `inject_adapter_in_model`; the tuner adapts the timm model in place and each adapted layer holds
 the shared projections as non-trainable buffers. b starts at zero, so the model starts at the backbone's
 function.
+
+As the reference (Kopiczko et al. 2024, image classification with ViT; peft's VeRA examples), the query and
+value projections are adapted apart: timm's fused `qkv` is split into q, k and v first (see
+`strategies._qkv`), so ViT-B/16 trains (256 + 768) x 2 x 12 = 24,576 numbers besides the head, where the
+fused qkv would give (256 + 2,304) x 12 = 30,720. The scaling vectors are exempt from weight decay, like
+every vector (benchmark/optimizer_groups.py).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ class VeraOptions:
     d_initial: float = 0.1  # initial value of every entry of the d vector
     dropout: float = 0.0  # dropout on the adapter's input
     seed: int = 0  # seed of the shared random projections (peft's projection_prng_key)
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    # Module names to adapt: the query and value projections, split out of timm's fused `qkv`.
+    targets: tuple[str, ...] = ("q", "v")
 
     def __post_init__(self) -> None:
         check_at_least_one("vera.r", self.r)
@@ -40,7 +47,10 @@ class VeraOptions:
 class Vera(Strategy):
     name = "vera"
     family = "reparameterised"
-    description = "peft VeRA: shared frozen random projections, trainable scaling vectors on qkv, new head"
+    description = (
+        "peft VeRA: shared frozen random projections, trainable scaling vectors on q and v (qkv split); "
+        "new head"
+    )
     Options = VeraOptions
     defaults = PEFT_PROTOCOL
     source = f"r=256, d_initial=0.1: peft's VeraConfig defaults (after Kopiczko et al. 2024); {PEFT_PROTOCOL_SOURCE}"
@@ -49,7 +59,9 @@ class Vera(Strategy):
         from peft import VeraConfig, VeraModel
 
         from strategies._peft import attach_tuner
+        from strategies._qkv import split_qkv
 
+        split_qkv(model, self.options.targets)
         config = VeraConfig(
             r=self.options.r,
             d_initial=self.options.d_initial,

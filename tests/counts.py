@@ -26,8 +26,9 @@ def architecture_counts() -> dict[str, int]:
 
 
 def _peft_per_block(size: dict[str, int]) -> dict[str, int]:
-    """Trainable adapter numbers per block of the peft strategies at their defaults, all on `qkv`
-    (input w, output 3w) except (IA)^3, which also scales `fc2`'s input (4w)."""
+    """Trainable adapter numbers per block of the peft strategies at their defaults, on `qkv` (input w,
+    output 3w) except (IA)^3, which also scales `fc2`'s input (4w), and VeRA and FourierFT, which adapt q
+    and v (w x w each, split out of `qkv`)."""
     w = size["width"]
     assert w == 32, "the LoKr and OFT counts below are worked out for width 32"
     return {
@@ -38,8 +39,9 @@ def _peft_per_block(size: dict[str, int]) -> dict[str, int]:
         "lokr": 8 * 4 + 12 * 8,
         "ia3": 3 * w + 4 * w,  # one scale per qkv output and per fc2 input
         "oft": (w // 32) * (32 * 31 // 2),  # blocks of 32 on the input, skew-symmetric: 32 * 31 / 2 each
-        "vera": 256 + 3 * w,  # d (one per rank, r=256) and b (one per output)
-        "fourierft": 3000,  # n_frequency spectral coefficients
+        "vera": 2 * (256 + w),  # on q and v: d (one per rank, r=256) and b (one per output)
+        # n_frequency 3000 exceeds a 32 x 32 layer's 1,024 weights: q and v each train their whole spectrum.
+        "fourierft": 2 * w * w,
         "adalora": 12 * w + 3 * w * 12 + 12,  # init_r=12: P (12 x w), Q (3w x 12), singular values E (12)
         "boft": (w // 4) * 4 * 4 + 3 * w,  # 4 x 4 blocks on the input, one scale per output
     }
@@ -65,6 +67,20 @@ def expected_trainable(name: str) -> int:
         # Bottleneck 64: down w*64 + 64, up 64*w + w; one per block (adaptformer), two (adapter).
         "adaptformer": size["depth"] * (2 * 64 * size["width"] + 64 + size["width"]) + size["head"],
         "adapter": 2 * size["depth"] * (2 * 64 * size["width"] + 64 + size["width"]) + size["head"],
+        # Bottleneck 8 after each MLP: down w*8 + 8, up 8*w + w.
+        "pfeiffer_adapter": size["depth"] * (2 * 8 * size["width"] + 8 + size["width"]) + size["head"],
     }
     expected |= {name: size["depth"] * count + size["head"] for name, count in _peft_per_block(size).items()}
     return expected[name]  # a new strategy adds its expected count here
+
+
+def expected_effective(name: str) -> int:
+    """Trainable numbers that reach the output at the end of training: the trainable count, except BOFT
+    (6 of each 4 x 4 block's 16 numbers) and AdaLoRA (rank 8 of the stored 12)."""
+    size = architecture_counts()
+    w, depth, head = size["width"], size["depth"], size["head"]
+    effective = {
+        "boft": depth * ((w // 4) * 6 + 3 * w) + head,
+        "adalora": depth * 8 * (w + 3 * w + 1) + head,  # P row, Q column and E of 8 ranks per qkv
+    }
+    return effective.get(name, expected_trainable(name))

@@ -22,6 +22,9 @@ HEAD = WIDTH * CLASSES + CLASSES  # 76,900: weight and bias of the new head
 
 # The counts the issue requires (each tensor once, head included).
 ISSUE = {"dora": 399_460, "loha": 666_724, "ia3": 141_412}
+# Without the head, as issue 19 gives them.
+ISSUE_WITHOUT_HEAD = {"fourierft": 72_000, "vera": 24_576, "adalora": 442_512, "boft": 64_512}
+ISSUE_EFFECTIVE = {"adalora": 295_008, "boft": 41_472}  # the issue: AdaLoRA "~295,000"
 
 PER_BLOCK = {
     # LoRA r=8: A (8 x 768) + B (2304 x 8) = 24,576; DoRA's magnitude, one per qkv output: 2,304.
@@ -36,10 +39,11 @@ PER_BLOCK = {
     "ia3": QKV_OUT + FC2_IN,  # 5,376
     # 768 / 32 = 24 blocks of 32 on qkv's input, each skew-symmetric: 32 x 31 / 2 = 496.
     "oft": (QKV_IN // 32) * (32 * 31 // 2),  # 11,904
-    # d: one per rank (r=256); b: one per qkv output (2,304); the shared projections are frozen.
-    "vera": 256 + QKV_OUT,  # 2,560
-    # n_frequency coefficients.
-    "fourierft": 3000,
+    # On q and v (768 x 768 each, split out of qkv): d, one per rank (r=256), and b, one per output (768);
+    # the shared projections are frozen.
+    "vera": 2 * (256 + WIDTH),  # 2,048: 24,576 in all, as the issue
+    # n_frequency coefficients on q and on v.
+    "fourierft": 2 * 3000,  # 6,000: 72,000 in all, as the issue
     # init_r=12: P (12 x 768) + Q (2304 x 12) + singular values E (12); the rank is pruned by masking E,
     # so the count stays that of rank 12.
     "adalora": 12 * QKV_IN + QKV_OUT * 12 + 12,  # 36,876
@@ -47,9 +51,28 @@ PER_BLOCK = {
     "boft": (QKV_IN // 4) * 4 * 4 + QKV_OUT,  # 5,376
 }
 
+# What reaches the output at the end of training, where it differs from what is stored (head excluded).
+EFFECTIVE = {
+    # The final budget keeps target_r=8 ranks per module on average: 8 x (768 + 2304 + 1) x 12.
+    "adalora": 8 * (QKV_IN + QKV_OUT + 1) * DEPTH,  # 295,008
+    # The Cayley transform uses the 4 x 3 / 2 = 6 skew-symmetric numbers of each 4 x 4 block.
+    "boft": ((QKV_IN // 4) * 6 + QKV_OUT) * DEPTH,  # 41,472
+}
+
 
 def test_hand_counts_agree_with_the_issue():
     assert {name: DEPTH * PER_BLOCK[name] + HEAD for name in ISSUE} == ISSUE
+    assert {name: DEPTH * PER_BLOCK[name] for name in ISSUE_WITHOUT_HEAD} == ISSUE_WITHOUT_HEAD
+    assert EFFECTIVE == ISSUE_EFFECTIVE
+
+
+@pytest.mark.parametrize("name", PEFT)
+def test_vit_b_effective_counts(name):
+    """The effective count is the stored one except where the method stores numbers that never reach the
+    output (BOFT) or prunes them (AdaLoRA)."""
+    strategy = strategies.get(name)()
+    model = strategy.prepare(create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
+    assert strategy.effective_params(model) == EFFECTIVE.get(name, DEPTH * PER_BLOCK[name]) + HEAD
 
 
 @pytest.mark.parametrize("name", PEFT)
@@ -66,7 +89,8 @@ def test_peft_strategies_are_reparameterised_and_documented(name):
     strategy = strategies.get(name)
     assert strategy.family == "reparameterised"
     assert strategy.description and strategy.source
-    assert strategy.defaults["optimizer"] == "adamw" and strategy.defaults["lr"] == 1e-3
+    assert strategy.defaults["optimizer"] == "adamw"
+    assert strategy.defaults["lr"] == (7e-4 if name == "fourierft" else 1e-3)  # FourierFT: its head's lr
 
 
 @pytest.mark.parametrize("name", PEFT)
@@ -146,7 +170,7 @@ def test_adalora_hooks_refuse_a_model_they_did_not_prepare():
         ("oft", {"block_size": 12}, "oft.block_size 12 must divide the input width 32"),
         ("boft", {"block_size": 3}, "boft.block_size must be an even number"),
         ("boft", {"block_size": 6}, "boft.block_size 6 must divide the input width 32"),
-        ("fourierft", {"n_frequency": 4000}, "fourierft.n_frequency 4000 exceeds the 96 x 32 entries"),
+        ("fourierft", {"spectrum_lr_ratio": 0}, "fourierft.spectrum_lr_ratio must be positive"),
         ("adalora", {"init_r": 4}, "adalora.init_r must be at least adalora.target_r 8"),
         ("adalora", {"warmup_fraction": 0.5, "final_fraction": 0.5}, "must be below 1"),
         ("ia3", {"feedforward": ("proj",)}, "ia3.feedforward must be a subset of ia3.targets"),

@@ -14,7 +14,7 @@ import pytest
 import strategies
 from benchmark import store
 from benchmark.store import SCHEMAS
-from tests.counts import expected_trainable
+from tests.counts import expected_effective, expected_trainable
 from tests.helpers import SWEEP, run_cli, tiny_run
 
 
@@ -173,6 +173,7 @@ def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
         assert pq.read_schema(path).remove_metadata() == SCHEMAS["runs"]
     for _, run in runs.iterrows():  # exact counts, the head counted once
         assert run["trainable_params"] == expected_trainable(run["strategy"]), run["strategy"]
+        assert run["effective_params"] == expected_effective(run["strategy"]), run["strategy"]
     # The last epoch's accuracy is kept apart; it is the selected model's when the last epoch was the best.
     assert runs["test_top1_last_epoch"].notna().all()
     last_is_best = runs["best_val_epoch"] == runs["epochs_completed"]

@@ -31,6 +31,8 @@ def vit_b16_by_hand() -> dict[str, int]:
         "ssf": 2 * channels + HEAD,  # a scale and a shift per output channel
         "adaptformer": DEPTH * bottleneck + HEAD,  # one beside each MLP
         "adapter": 2 * DEPTH * bottleneck + HEAD,  # 2 * 12 * 99,136 + 76,900 = 2,456,164
+        # One bottleneck of 8 after each MLP: 768 * 8 + 8 + 8 * 768 + 768 = 13,064 a block.
+        "pfeiffer_adapter": DEPTH * ((WIDTH * 8 + 8) + (8 * WIDTH + WIDTH)) + HEAD,  # 233,668
     }
 
 
@@ -51,6 +53,14 @@ def test_vit_b16_adapter_count_matches_the_formula():
     # Adapters are added, nothing is replaced: ViT-B/16 has 86,567,656 with 1,000 classes, so
     # 86,567,656 - 900 * 769 = 85,875,556 with 100.
     assert counts.total == 85_875_556 + 2 * DEPTH * 99_136
+
+
+def test_vit_b16_pfeiffer_adapter_is_the_vtab_tables_adapter_row():
+    """The VTAB-1k tables (VPT, NOAH) give 0.16M for "Adapter" on ViT-B/16, the head left out."""
+    counts = vit_b16("pfeiffer_adapter")
+    assert counts.trainable == vit_b16_by_hand()["pfeiffer_adapter"] == 233_668
+    assert counts.trainable_excluding_head == 156_768 and round(156_768 / 1e6, 2) == 0.16
+    assert vit_b16("adapter").trainable_excluding_head == 2_379_264  # Houlsby's, two per block: 2.38M
 
 
 def resnet_norm_channels(widths: tuple[int, ...], blocks: tuple[int, ...], expansion: int) -> int:
@@ -162,3 +172,17 @@ def test_adapter_adds_a_residual_bottleneck_after_attention_and_mlp():
         wrapped.adapter.up.bias.fill_(1.0)
         torch.testing.assert_close(wrapped(tokens), attn(tokens) + 1.0)
     assert isinstance(model.blocks[1].mlp.adapter.activation, torch.nn.GELU)
+
+
+def test_pfeiffer_adapter_adds_one_residual_bottleneck_after_the_mlp_only():
+    torch.manual_seed(0)
+    backbone = tiny_vit()
+    mlp, attn = copy.deepcopy(backbone.blocks[0].mlp), backbone.blocks[0].attn
+    model = strategies.get("pfeiffer_adapter")().prepare(backbone)
+    assert model.blocks[0].attn is attn, "attention is left as it is"
+    wrapped = model.blocks[0].mlp
+    assert wrapped.adapter.down.out_features == 8 and isinstance(wrapped.adapter.activation, torch.nn.GELU)
+    tokens = torch.randn(2, 5, 32)
+    with torch.no_grad():
+        wrapped.adapter.up.bias.fill_(1.0)
+        torch.testing.assert_close(wrapped(tokens), mlp(tokens) + 1.0)
