@@ -143,14 +143,35 @@ def _speed_text(row: pd.Series, column: str, fmt: str) -> str:
     return fmt.format(value / MiB if column == "peak_memory_bytes" else value)
 
 
+# Step time and peak memory relative to these strategies' rows of the same `speed` call (peft's own method
+# comparison quotes its methods against LoRA; full fine-tuning is the cost every method tries to avoid).
+RELATIVE_TO = ("lora", "full")
+RELATIVE = [("ms_per_step", "time"), ("peak_memory_bytes", "memory")]
+
+
+def _relative_texts(row: pd.Series, group: pd.DataFrame) -> list[str]:
+    """`row`'s step time and peak memory as multiples of lora's and full's in its group ("-" if absent)."""
+    texts = []
+    for column, _ in RELATIVE:
+        for base in RELATIVE_TO:
+            mine = group[(group["strategy"] == base) & (group["kind"] == "strategy")][column]
+            texts.append(f"{row[column] / mine.iloc[0]:.2f}x" if len(mine) and mine.iloc[0] else "-")
+    return texts
+
+
 def speed_tables(speed: pd.DataFrame) -> list[TextTable]:
     groups = speed.groupby(["device_name", "model", "batch_size", "speed_id"], sort=False)
+    relative = [f"{what} ÷ {base}" for _, what in RELATIVE for base in RELATIVE_TO]
     return [
         TextTable(
             f"Training step · {model} · batch {batch} · {device} ({speed_id})",
-            ["step"] + [header for _, header, _ in SPEED],
+            ["step"] + [header for _, header, _ in SPEED] + relative,
             [
-                [row["strategy"], *(_speed_text(row, c, fmt) for c, _, fmt in SPEED)]
+                [
+                    row["strategy"],
+                    *(_speed_text(row, c, fmt) for c, _, fmt in SPEED),
+                    *_relative_texts(row, group),
+                ]
                 for _, row in group.iterrows()
             ],
         )
@@ -162,7 +183,9 @@ def speed_markdown(speed: pd.DataFrame) -> str:
     parts = [
         "\n# Speed\n",
         "One training step per strategy on synthetic input (`python -m benchmark speed`); "
-        "the bare loop is a plain forward/backward/step on the whole model.\n",
+        "the bare loop is a plain forward/backward/step on the whole model; *time ÷ lora* and the like are "
+        "multiples of that strategy's step time or peak memory in the same call (on CPU peak memory is the "
+        "process's resident high-water mark, so only the GPU's ratios compare memory).\n",
     ]
     for table in speed_tables(speed):
         parts += [f"\n## {table.title}\n", table.markdown()]

@@ -154,7 +154,17 @@ def test_speed_command_writes_rows_that_report_shows(tmp_path):
     assert (rows["ms_per_step"] > 0).all() and rows["mfu"].isna().all(), "no peak is known for a CPU"
     report = run_cli("report", "--results-dir", "results", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    assert "# Speed" in (tmp_path / "results" / "report" / "summary.md").read_text()
+    markdown = (tmp_path / "results" / "report" / "summary.md").read_text()
+    assert "# Speed" in markdown
+    # Each step's time as a multiple of full's in the same call (no lora here: "-"), as peft compares.
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    linear = next(
+        [c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| linear ")
+    )
+    ratio = rows.loc["linear", "ms_per_step"] / rows.loc["full", "ms_per_step"]
+    assert linear[headers.index("time ÷ full")] == f"{ratio:.2f}x"
+    assert linear[headers.index("time ÷ lora")] == "-"
 
 
 def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(tmp_path, monkeypatch):
