@@ -149,7 +149,7 @@ def test_a_checkpoint_that_fails_its_resume_is_set_aside_recorded_and_the_rerun_
     argv = [*tiny_run(forgets_its_state, epochs=2), "--train-size", "32", "--batch-size", "16"]
     argv += ["--results-dir", str(results)]
     ForgetsItsState.interrupt_at_step = 3  # in epoch 2, after epoch 1's checkpoint
-    cli.main(argv)
+    assert cli.main(argv) == 130, "the first run ends as Ctrl-C ends it"
     ForgetsItsState.interrupt_at_step = None
     (saved,) = (results / "checkpoints").glob("*.pt")
 
