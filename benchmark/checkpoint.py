@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -46,6 +46,7 @@ def save(path: Path, config_hash: str, prepared: Prepared, optimizer, scheduler,
         "model": prepared.state(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
+        "strategy": prepared.strategy.extra_state(prepared.model),
         "torch_rng": torch.get_rng_state(),
         "progress": dataclasses.asdict(progress),
     }
@@ -78,13 +79,10 @@ def load(
         _restore(state, prepared, optimizer, scheduler)
     except Exception as error:  # torch, pickle and zip raise many types for a damaged file
         _restore(fresh, prepared, optimizer, scheduler)
-        aside = path.with_name(path.name + ".unreadable")
-        with contextlib.suppress(FileNotFoundError):  # under DDP, another process may have moved it
-            path.replace(aside)
-        reason = " ".join(str(error).split())[:160]
+        aside = set_aside(path, "unreadable")
         warn(
-            f"  warning: checkpoint {path} is unreadable ({type(error).__name__}: {reason}); set aside as "
-            f"{aside.name}, the cell starts fresh"
+            f"  warning: checkpoint {path} is unreadable ({_described(error)}); set aside as {aside.name}, "
+            "the cell starts fresh"
         )
         return Progress()
     progress.resumed_from_epoch = progress.epoch
@@ -97,6 +95,7 @@ def _snapshot(prepared: Prepared, optimizer, scheduler) -> dict:
         "model": prepared.state(),  # already a copy
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "scheduler": copy.deepcopy(scheduler.state_dict()),
+        "strategy": copy.deepcopy(prepared.strategy.extra_state(prepared.model)),
         "torch_rng": torch.get_rng_state(),
     }
 
@@ -105,6 +104,50 @@ def _restore(state: dict, prepared: Prepared, optimizer, scheduler) -> None:
     prepared.model.load_state_dict(state["model"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    # Required: a checkpoint written before strategies kept their own state is set aside, not half-resumed.
+    prepared.strategy.load_extra_state(prepared.model, state["strategy"])
     torch.set_rng_state(state["torch_rng"])
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Rename `path` to `<name>.<reason>` (kept for a post-mortem, never read again) and return the new path."""
+    aside = path.with_name(f"{path.name}.{reason}")
+    with contextlib.suppress(FileNotFoundError):  # under DDP, another process may have moved it
+        path.replace(aside)
+    return aside
+
+
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"
+
+
+class ResumeFailed(RuntimeError):
+    """A run resumed from a checkpoint failed before it completed an epoch of its own."""
+
+
+@contextlib.contextmanager
+def resumed(path: Path, progress: Progress) -> Iterator[None]:
+    """Around the training and evaluation of a run that may have resumed from `path`.
+
+    A checkpoint can load and still make the run fail (state that a strategy kept outside it, a shape
+    that only the optimiser's step checks). Until the resumed run completes an epoch (and so writes a
+    checkpoint of its own), an error in it is blamed on the checkpoint: it is set aside as
+    `<name>.unresumable` and the error, re-raised as ResumeFailed, says so; the cell's row records it as
+    failed and a rerun (with or without --force) starts fresh instead of failing the same way forever.
+    Divergence and a full disk are answers of their own and pass through unchanged."""
+    from benchmark.errors import DiskFull, Diverged
+
+    try:
+        yield
+    except (Diverged, DiskFull):
+        raise
+    except Exception as error:
+        if not progress.resumed_from_epoch or progress.epoch > progress.resumed_from_epoch:
+            raise
+        aside = set_aside(path, "unresumable")
+        raise ResumeFailed(
+            f"resuming from the checkpoint of epoch {progress.resumed_from_epoch} failed ({_described(error)}); "
+            f"set aside as {aside.name}, a rerun starts fresh"
+        ) from error

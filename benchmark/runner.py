@@ -3,7 +3,7 @@
 The loop reads top to bottom: set-up, epochs (train, validate, keep the best, checkpoint; stop early
 when validation stops improving), the validation-selected model's test evaluation, outcome. It never
 branches on a strategy's name: what a method needs of the loop comes through the strategy's hooks
-(`split`, `extra_loss`, `on_step_end`).
+(`split`, `extra_loss`, `on_step_end`, `extra_state`).
 """
 
 from __future__ import annotations
@@ -102,12 +102,13 @@ def run(
     for epoch in range(progress.epoch + 1, plan.epochs + 1):
         if _stops_early(progress, train.early_stop):  # checked first: a resumed run may have stopped
             break
-        with watches.train:
+        # A checkpoint that loads but makes the run fail is set aside: it cannot block the cell forever.
+        with watches.train, checkpoint.resumed(ckpt, progress):
             seconds_before = watches.train.seconds
             train_loss, train_top1 = _train_epoch(step, inputs, cfg, epoch, dist, plan.steps_in(epoch))
         if not math.isfinite(train_loss):
             raise Diverged(f"non-finite training loss in epoch {epoch}")
-        with watches.eval:
+        with watches.eval, checkpoint.resumed(ckpt, progress):
             val = validate()
         scheduler.validated(val.loss)
         record = {
@@ -126,7 +127,8 @@ def run(
         if on_epoch:
             on_epoch(record)
 
-    with watches.eval:  # the run's model is the validation-selected one: every test number is of it
+    # The run's model is the validation-selected one: every test number is of it.
+    with watches.eval, checkpoint.resumed(ckpt, progress):
         prepared.trainable.eval()
         last = evaluate(prepared.trainable, inputs, "test", num_classes, dist)  # reported apart
         prepared.model.load_state_dict(progress.best_state, strict=False)

@@ -5,7 +5,8 @@ peft; new head trainable.
 The budget schedule needs the run's length and, after every optimiser step with the gradients still in
 place, peft's `update_and_allocate`; both come from the runner's `on_step_end(model, step, total_steps)`
 hook. The orthogonality regulariser on P and Q comes through `extra_loss`. peft's tuner (which holds the
-rank allocator's importance scores) adapts the timm model in place and is kept by this strategy object.
+rank allocator's importance scores) adapts the timm model in place and is kept by this strategy object;
+its scores and the rank pattern go into each checkpoint through `extra_state`, so a resumed run is exact.
 The singular values E start at zero, so the model starts at the backbone's function.
 
 Stored and effective counts: the pruned ranks are masked, not removed, so the model stores rank `init_r`
@@ -18,7 +19,7 @@ vector (benchmark/optimizer_groups.py).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     import torch
     from peft import AdaLoraModel
     from torch import nn
+
+# The rank allocator's per-matrix importance scores (peft's RankAllocator attributes), checkpointed.
+ALLOCATOR_SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +139,36 @@ class Adalora(Strategy):
             config.tinit = int(self.options.warmup_fraction * total_steps)
             config.tfinal = int(self.options.final_fraction * total_steps)
         tuner.update_and_allocate(step)
+
+    def extra_state(self, model: nn.Module) -> dict[str, Any]:
+        """What peft keeps outside the parameters: the rank allocator's importance scores (the last
+        sensitivity `ipt` and its smoothed mean and uncertainty, one tensor per lora_A/B/E matrix, filled
+        from the first step to the end of pruning, emptied when the budget is final) and the rank pattern
+        (which singular values survive, per module; the last 20% of the steps re-apply it after every
+        step). The budget schedule's length (total_step, tinit, tfinal) is set again by `on_step_end`."""
+        from strategies._peft import ADAPTER
+
+        tuner = self._tuner_for(model)
+        allocator = tuner.rankallocator
+        scores = {
+            kind: {name: tensor.detach().cpu().clone() for name, tensor in getattr(allocator, kind).items()}
+            for kind in ALLOCATOR_SCORES
+        }
+        pattern = tuner.peft_config[ADAPTER].rank_pattern
+        rank_pattern = None if pattern is None else {name: list(kept) for name, kept in pattern.items()}
+        return {"scores": scores, "rank_pattern": rank_pattern}
+
+    def load_extra_state(self, model: nn.Module, state: dict[str, Any]) -> None:
+        from strategies._peft import ADAPTER
+
+        tuner = self._tuner_for(model)
+        devices = {name: param.device for name, param in tuner.model.named_parameters()}
+        for kind in ALLOCATOR_SCORES:
+            tensors = state["scores"][kind]
+            setattr(tuner.rankallocator, kind, {name: t.to(devices[name]) for name, t in tensors.items()})
+        pattern = state["rank_pattern"]
+        rank_pattern = None if pattern is None else {name: list(kept) for name, kept in pattern.items()}
+        tuner.peft_config[ADAPTER].rank_pattern = rank_pattern
 
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
         """The orthogonality regulariser of AdaLoRA (Zhang et al. 2023), as peft's

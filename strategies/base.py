@@ -105,6 +105,17 @@ class Strategy:
         (BOFT's symmetric halves) or prunes them away (AdaLoRA's rank budget)."""
         return sum(param.numel() for param in model.parameters() if param.requires_grad)
 
+    def extra_state(self, model: nn.Module) -> dict[str, Any]:
+        """What training changes outside the model's trainable parameters, buffers and the optimiser (e.g.
+        importance scores kept by the strategy), saved in each end-of-epoch checkpoint so that a resumed run
+        equals an uninterrupted one. Tensors (copied, on the CPU) and plain containers only: checkpoints are
+        loaded with weights_only=True. Empty for a strategy whose state is all in the model."""
+        return {}
+
+    def load_extra_state(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Put back what `extra_state` gave, into the model this strategy object prepared; it replaces
+        whatever state the strategy holds (the fresh state too, when a damaged checkpoint is rolled back)."""
+
 
 def freeze(module: nn.Module) -> None:
     for param in module.parameters():
