@@ -35,3 +35,15 @@ def train_selected(
         )
     unfreeze(head)
     return model
+
+
+def train_block_part(model: nn.Module, part: str, strategy: str) -> nn.Module:
+    """Selective tuning of one sub-layer of every block: every weight and bias of each block's `part`
+    (`attn`: qkv and proj; `mlp`: fc1 and fc2), plus the head. The model must be a timm ViT."""
+    from strategies.vit import require_vit_blocks
+
+    vit = require_vit_blocks(model, strategy, (part,))
+    chosen = {id(param) for block in vit.blocks for param in getattr(block, part).parameters()}
+    return train_selected(
+        vit, lambda _name, _module, param: id(param) in chosen, strategy, f"parameters in each block's {part}"
+    )
