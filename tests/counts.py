@@ -47,6 +47,42 @@ def _peft_per_block(size: dict[str, int]) -> dict[str, int]:
     }
 
 
+def _vision_petl(size: dict[str, int]) -> dict[str, int]:
+    """The vision PETL strategies of issue 20 at their defaults, worked out from the tiny ViT's shape."""
+    w, depth, head = size["width"], size["depth"], size["head"]
+    assert w == 32, "fact_tk's rank 32 equals the width here; the counts below assume it"
+    attn = w * 3 * w + 3 * w + w * w + w  # qkv and proj, weights and biases
+    mlp = w * 4 * w + 4 * w + 4 * w * w + w  # fc1 and fc2
+    biases = depth * 11 * w + 2 * w  # what bitfit trains
+    convpass = (w * 8 + 8) + (8 * 8 * 9 + 8) + (8 * w + w)  # down, 3x3 conv, up; hidden 8
+    repadapter = (w * 8 + 8) + (w * 4 + w)  # down; up in 2 groups of 4 inputs
+    return {
+        "attn_only": depth * attn + head,
+        "mlp_only": depth * mlp + head,
+        # Biases, LayerNorm weights (two a block and the final one), two gammas a block.
+        "difffit": biases + (2 * depth + 1) * w + 2 * depth * w + head,
+        "convpass": 2 * depth * convpass + head,
+        "repadapter": 2 * depth * repadapter + head,
+        # Shared u, v (w x 8 each); per block 4 cores 8 x 8, fc1 8 x 32, fc2 32 x 8.
+        "fact_tt": 2 * w * 8 + depth * (4 * 64 + 2 * 8 * 32) + head,
+        # Shared u, v (w x 32 each), core 32^3, factor 32 x 12 columns per block.
+        "fact_tk": 2 * w * 32 + 32**3 + 32 * 12 * depth + head,
+        # One query per block; the head reads (depth + 1) x w features.
+        "vqt": depth * w + vision_petl_head(size, "vqt"),
+    }
+
+
+def vision_petl_head(size: dict[str, int], name: str) -> int:
+    """The head's size: VQT's head reads the class feature and one query output per block."""
+    if name == "vqt":
+        return (size["depth"] + 1) * size["width"] * CLASSES + CLASSES
+    return size["head"]
+
+
+def expected_head(name: str) -> int:
+    return vision_petl_head(architecture_counts(), name)
+
+
 def expected_trainable(name: str) -> int:
     size = architecture_counts()
     everything = size["embed"] + size["depth"] * size["block"] + size["norm"] + size["head"]
@@ -71,6 +107,7 @@ def expected_trainable(name: str) -> int:
         "pfeiffer_adapter": size["depth"] * (2 * 8 * size["width"] + 8 + size["width"]) + size["head"],
     }
     expected |= {name: size["depth"] * count + size["head"] for name, count in _peft_per_block(size).items()}
+    expected |= _vision_petl(size)
     return expected[name]  # a new strategy adds its expected count here
 
 

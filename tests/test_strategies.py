@@ -9,7 +9,7 @@ import torch
 
 import strategies
 from benchmark.measure import ParamCounts
-from tests.counts import CLASSES, architecture_counts, expected_trainable
+from tests.counts import CLASSES, expected_head, expected_trainable
 from tests.helpers import tiny_vit
 
 
@@ -18,7 +18,7 @@ def test_trainable_counts_match_the_architecture(name):
     model = strategies.get(name)().prepare(tiny_vit())
     counts = ParamCounts.of(model)
     assert counts.trainable == expected_trainable(name)
-    assert counts.head == architecture_counts()["head"]
+    assert counts.head == expected_head(name)
     assert counts.trainable_excluding_head == counts.trainable - counts.head
 
 
