@@ -72,7 +72,9 @@ class FacTLinear(nn.Module):
 def _uniform(rows: int, columns: int, like: torch.Tensor) -> nn.Parameter:
     """nn.Linear's default start for a (rows -> columns) map stored as `h @ M`: U(-1/sqrt(rows), 1/sqrt(rows))."""
     bound = 1 / math.sqrt(rows)
-    return nn.Parameter(torch.empty(rows, columns, device=like.device, dtype=like.dtype).uniform_(-bound, bound))
+    return nn.Parameter(
+        torch.empty(rows, columns, device=like.device, dtype=like.dtype).uniform_(-bound, bound)
+    )
 
 
 class TensorTrain(FacTLinear):

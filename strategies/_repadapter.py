@@ -42,7 +42,9 @@ class RepAdapted(nn.Module):
 
     def merged(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The layer's weight and bias with the adapter folded in."""
-        params = [p for p in (self.layer.weight, self.layer.bias, *self.adapter_parameters()) if p is not None]
+        params = [
+            p for p in (self.layer.weight, self.layer.bias, *self.adapter_parameters()) if p is not None
+        ]
         key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
         if self._merged is None or self._merged[0] != key:
             with torch.no_grad():

@@ -62,8 +62,12 @@ def add_queries(vit: nn.Module, count: int, dropout: float) -> nn.Module:
     """Give each block of a frozen ViT `count` trainable query tokens and replace the head by a trainable
     one over the class feature and the query outputs."""
     like = next(vit.blocks.parameters())
-    queries = nn.Parameter(torch.empty(len(vit.blocks), count, vit.embed_dim, device=like.device, dtype=like.dtype))
-    bound = prompt_init_bound(tuple(vit.patch_embed.patch_size), vit.embed_dim)  # VPT's start, as the reference
+    queries = nn.Parameter(
+        torch.empty(len(vit.blocks), count, vit.embed_dim, device=like.device, dtype=like.dtype)
+    )
+    bound = prompt_init_bound(
+        tuple(vit.patch_embed.patch_size), vit.embed_dim
+    )  # VPT's start, as the reference
     nn.init.uniform_(queries, -bound, bound)
     vit.blocks = QueryBlocks(vit.blocks, queries, dropout)
     old = vit.get_classifier()

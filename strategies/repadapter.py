@@ -54,7 +54,9 @@ def _linear(block: nn.Module, path: str, strategy: str) -> nn.Linear:
     except AttributeError:
         layer = None
     if not isinstance(layer, nn.Linear):
-        raise ValueError(f"strategy '{strategy}' needs ViT blocks whose {path} is a Linear layer (timm's Block)")
+        raise ValueError(
+            f"strategy '{strategy}' needs ViT blocks whose {path} is a Linear layer (timm's Block)"
+        )
     return layer
 
 
