@@ -43,22 +43,25 @@ class QueryBlocks(nn.Sequential):
 
 class QueryHead(nn.Module):
     """The classifier over `[class feature, block 1 queries, ..., block L queries]`, each part L2-normalised
-    as the reference's default (NORMALIZE_FEATS)."""
+    if `normalize` (the reference's NORMALIZE_FEATS)."""
 
-    def __init__(self, linear: nn.Linear, blocks: QueryBlocks) -> None:
+    def __init__(self, linear: nn.Linear, blocks: QueryBlocks, normalize: bool) -> None:
         super().__init__()
         self.linear = linear
+        self.normalize = normalize
         self._blocks = [blocks]  # registered on the model; not a child here
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         readout = self._blocks[0].readout
         if readout is None or readout.shape[0] != features.shape[0]:
             raise RuntimeError("the VQT head runs after the model's blocks, in the same forward pass")
-        parts = torch.cat((F.normalize(features, dim=-1).unsqueeze(1), F.normalize(readout, dim=-1)), dim=1)
+        parts = torch.cat((features.unsqueeze(1), readout), dim=1)
+        if self.normalize:
+            parts = F.normalize(parts, dim=-1)  # each part (class feature, each query output) on its own
         return self.linear(parts.flatten(1))
 
 
-def add_queries(vit: nn.Module, count: int, dropout: float) -> nn.Module:
+def add_queries(vit: nn.Module, count: int, dropout: float, normalize: bool) -> nn.Module:
     """Give each block of a frozen ViT `count` trainable query tokens and replace the head by a trainable
     one over the class feature and the query outputs."""
     like = next(vit.blocks.parameters())
@@ -77,5 +80,5 @@ def add_queries(vit: nn.Module, count: int, dropout: float) -> nn.Module:
         linear.weight[:, : vit.embed_dim].copy_(old.weight)
         nn.init.trunc_normal_(linear.weight[:, vit.embed_dim :], std=0.02)
         linear.bias.copy_(old.bias)
-    vit.head = QueryHead(linear, vit.blocks)
+    vit.head = QueryHead(linear, vit.blocks, normalize)
     return vit

@@ -133,6 +133,7 @@ def test_vqt_leaves_the_backbone_features_and_trains_its_queries():
         ("fact_tk", "scale", float("nan")),
         ("vqt", "queries", 0),
         ("vqt", "dropout", 1.0),
+        ("vqt", "normalize", "yes"),
     ],
 )
 def test_bad_options_are_one_line_errors_naming_the_option(name, option, value):
