@@ -49,7 +49,10 @@ class Road(Strategy):
     description = "peft RoAd: a trainable 2-D rotation and scale per pair of qkv outputs, new head trainable"
     Options = RoadOptions
     defaults = PEFT_PROTOCOL
-    source = f"variant road_1, group size 64 (peft's RoadConfig defaults, after Liao et al. 2024); {PEFT_PROTOCOL_SOURCE}"
+    source = (
+        "variant road_1, group size 64 (peft's RoadConfig defaults, after Liao et al. 2024); "
+        f"{PEFT_PROTOCOL_SOURCE}"
+    )
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from peft import RoadConfig

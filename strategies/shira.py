@@ -39,8 +39,8 @@ class ShiraOptions:
 def _random_mask(
     base_layer: nn.Module, r: int, random_seed: int | None = None, **kwargs: object
 ) -> torch.Tensor:
-    """peft's random mask, drawn on the CPU for a meta-device skeleton (plan time), whose positions peft could
-    not find (torch.nonzero has no meta implementation); the count is the same."""
+    """peft's random mask; on a meta-device skeleton (plan time), whose masked positions peft could not find
+    (torch.nonzero has no meta implementation), the first r (m + n) positions on the CPU: the same count."""
     from peft.tuners.shira.mask_functions import random_mask
 
     if not base_layer.weight.is_meta:
@@ -48,8 +48,9 @@ def _random_mask(
     import torch
 
     out_features, in_features = base_layer.weight.shape
-    cpu_layer = torch.nn.Linear(in_features, out_features, bias=False, device="meta").to_empty(device="cpu")
-    return random_mask(cpu_layer, r, random_seed)
+    mask = torch.zeros(out_features * in_features, dtype=torch.bool)
+    mask[: r * (out_features + in_features)] = True
+    return mask.view(out_features, in_features)
 
 
 @register
