@@ -74,3 +74,8 @@ def attach_tuner(
         raise _peft_error(strategy, error) from None
     _train_head(model)
     return tuner
+
+
+def target_widths(model: nn.Module, targets: Sequence[str]) -> list[tuple[int, int]]:
+    """(input, output) widths of the linear layers that peft will adapt, for options that must fit them."""
+    return [(module.in_features, module.out_features) for _, module in targeted_linears(model, targets)]

@@ -66,6 +66,9 @@ class Lora(Strategy):
     defaults = PEFT_PROTOCOL
     source = f"r=8, alpha=16 as in Hu et al. 2021; {PEFT_PROTOCOL_SOURCE}"
     use_dora: ClassVar[bool] = False
+    # peft's `init_lora_weights`: True (A random, B zero) or a data-free init of A and B from the base weight
+    # ("pissa", "olora"), which subtracts their product from the base weight so the model is unchanged.
+    init_lora_weights: ClassVar[bool | str] = True
 
     def _targets(self, model: nn.Module) -> list[str]:
         targets = list(self.options.targets)
@@ -73,6 +76,25 @@ class Lora(Strategy):
         if targets == [DENSE_LAYERS] or (targets == list(LoraOptions.targets) and not has_qkv):
             return dense_layer_names(model, self.name)
         return targets
+
+    def _init_lora_weights(self, model: nn.Module, targets: list[str]) -> bool | str:
+        """The initialisation. peft's decomposing inits (PiSSA, OLoRA) read linear weights only, so a target
+        of another kind (a ResNet's convolutions) is refused here, also at plan time; a meta-device skeleton
+        (plan time) holds no numbers to decompose and gets peft's default, with the same counts."""
+        from torch import nn
+
+        from strategies._peft import _is_target
+
+        if self.init_lora_weights is True:
+            return True
+        for name, module in model.named_modules():
+            if _is_target(name, targets) and not isinstance(module, nn.Linear):
+                raise ValueError(
+                    f"strategy '{self.name}' initialises linear layers only; {name} is a "
+                    f"{type(module).__name__} (on a ViT it adapts qkv)"
+                )
+        on_meta = any(param.is_meta for param in model.parameters())
+        return True if on_meta else self.init_lora_weights
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from peft import LoraConfig
@@ -87,6 +109,7 @@ class Lora(Strategy):
             # Dense layers by exact name: peft matches a list by name suffix, which is not exact here.
             target_modules=targets if targets == list(self.options.targets) else _full_match(targets),
             use_dora=self.use_dora,
+            init_lora_weights=self._init_lora_weights(model, targets),
         )
         return inject(self.name, config, model, targets)
 

@@ -83,6 +83,34 @@ def expected_head(name: str) -> int:
     return vision_petl_head(architecture_counts(), name)
 
 
+def _peft_more_adapters(size: dict[str, int]) -> dict[str, int]:
+    """Trainable adapter numbers (all blocks, head excluded) of the further peft strategies at their defaults,
+    all on `qkv` (input w = 32, output 3w = 96) except ln_tuning (the LayerNorms). Where a default does not
+    fit the tiny widths the strategy fits it, as its module docstring says: MiSS's r=64 and C3A's and
+    VB-LoRA's 256 become w = 32, SHiRA's r=32 becomes floor(3w^2 / 4w) = 24 (every weight)."""
+    w, depth = size["width"], size["depth"]
+    assert w == 32, "the fitted options below are worked out for width 32"
+    per_block = {
+        "lora_pissa": 8 * (w + 3 * w),  # LoRA r=8: A (8 x w) and B (3w x 8)
+        "lora_olora": 8 * (w + 3 * w),
+        "hra": w * 8,  # 8 Householder vectors of the input width
+        "road": 3 * w,  # road_1: 3w / 2 angles and 3w / 2 scales
+        "miss": w * 3 * w,  # one r x 3w shard, r capped at the input width w
+        "shira": (3 * w * w // (4 * w)) * 4 * w,  # r (m + n) entries, r capped at 24: all 3w x w weights
+        "c3a": (3 * w // w) * (w // w) * w,  # (out / b) x (in / b) kernels of b = w numbers
+        "waveft": 2592,  # n_frequency coefficients
+        "delora": 8 * (w + 3 * w) + 1,  # LoRA r=8 and one bound lambda
+        "gralora": 32 * (w + 3 * w),  # LoRA's count at r=32 (k=2 sub-blocks)
+        "glora": 2 * 8 * (3 * w + w) + 8 * (w + 1) + 2,  # A, B rank 8; C rank 8 of (w x 1); D, E scalars
+        "randlora": 32 * 1 + 1 * w,  # n = ceil(w / 32) = 1 basis: Lambda (32 x 1), Gamma (1 x w)
+        # Logits: 4 x (w / w) x 256 for A, (3w / w) x 4 x 256 for B; plus the shared bank, 256 vectors of w.
+        "vblora": 4 * 1 * 256 + 3 * 4 * 256,
+        "ln_tuning": 2 * size["norm"],  # norm1 and norm2 (weight and bias each)
+    }
+    extra = {"vblora": 256 * w, "ln_tuning": size["norm"]}  # the shared bank; the final LayerNorm
+    return {name: depth * count + extra.get(name, 0) for name, count in per_block.items()}
+
+
 def expected_trainable(name: str) -> int:
     size = architecture_counts()
     everything = size["embed"] + size["depth"] * size["block"] + size["norm"] + size["head"]
@@ -108,6 +136,7 @@ def expected_trainable(name: str) -> int:
     }
     expected |= {name: size["depth"] * count + size["head"] for name, count in _peft_per_block(size).items()}
     expected |= _vision_petl(size)
+    expected |= {name: count + size["head"] for name, count in _peft_more_adapters(size).items()}
     return expected[name]  # a new strategy adds its expected count here
 
 
@@ -119,5 +148,7 @@ def expected_effective(name: str) -> int:
     effective = {
         "boft": depth * ((w // 4) * 6 + 3 * w) + head,
         "adalora": depth * 8 * (w + 3 * w + 1) + head,  # P row, Q column and E of 8 ranks per qkv
+        # The bank (256 x w) and the top 2 logits of each of the 4 x (1 + 3) sub-vectors per qkv.
+        "vblora": 256 * w + depth * 2 * 4 * (1 + 3) + head,
     }
     return effective.get(name, expected_trainable(name))

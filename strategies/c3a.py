@@ -1,0 +1,68 @@
+"""C3A (Chen et al. 2024): each adapted weight's update is a block-circulant matrix, blocks of b x b each
+given by one trainable kernel of b numbers (a circular convolution computed with FFTs), via peft; new head
+trainable.
+
+A layer of widths (in, out) trains (out / b) x (in / b) x b numbers: ViT-B/16's qkv at b = 256 trains
+9 x 3 x 256 = 6,912, 82,944 besides the head. Where b does not divide both widths (the tests' 32 -> 96 qkv)
+a layer uses the largest common divisor of b and its widths (32 there).
+
+Departure: peft's default initialisation (xavier_uniform) draws the kernels at random, so the model would
+not compute the backbone's function at the start; this module uses peft's other initialisation, zero
+kernels (`init_weights=True`). The update is linear in the kernels, so they receive gradients from the
+first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING
+
+from strategies import register
+from strategies._checks import check_at_least_one, check_targets
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class C3aOptions:
+    block_size: int = 256  # side b of each circulant block; should divide the adapted layers' widths
+    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+
+    def __post_init__(self) -> None:
+        check_at_least_one("c3a.block_size", self.block_size)
+        check_targets("c3a.targets", self.targets)
+
+
+@register
+class C3a(Strategy):
+    name = "c3a"
+    family = "reparameterised"
+    description = "peft C3A: block-circulant update of qkv (256-wide blocks, one kernel each), new head"
+    Options = C3aOptions
+    defaults = PEFT_PROTOCOL
+    source = (
+        "block size 256 (peft's C3AConfig default, after Chen et al. 2024), zero kernels (peft's "
+        f"init_weights=True); {PEFT_PROTOCOL_SOURCE}"
+    )
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import C3AConfig
+
+        from strategies._peft import inject, targeted_linears
+
+        block = self.options.block_size
+        fitted = {
+            name: math.gcd(block, module.in_features, module.out_features)
+            for name, module in targeted_linears(model, self.options.targets)
+        }
+        config = C3AConfig(
+            block_size=block,
+            block_size_pattern={name: b for name, b in fitted.items() if b != block},
+            init_weights=True,  # zero kernels: starts at the backbone (see the module docstring)
+            target_modules=list(self.options.targets),
+        )
+        return inject(self.name, config, model, self.options.targets)

@@ -1,0 +1,57 @@
+"""DeLoRA (Bini et al. 2025): LoRA whose update is normalised and bounded, via peft; new head trainable.
+
+Each adapted layer computes W x + (lambda |W| / r) B Xi A x, where Xi divides each rank-one term by the
+norms of its rows of A and columns of B, so the update's Frobenius norm is at most lambda times the base
+weight's norm; lambda is one trainable number per layer. B starts at zero, so the model starts at the
+backbone's function. ViT-B/16 trains 8 x (768 + 2,304) + 1 = 24,577 numbers per qkv layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from strategies import register
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class DeloraOptions:
+    r: int = 8  # rank of the update
+    bound: float = 15.0  # lambda: initial bound on the update's norm, relative to the weight's (trainable)
+    dropout: float = 0.0  # probability of dropping the whole adapter of a layer in a training step
+    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+
+    def __post_init__(self) -> None:
+        check_at_least_one("delora.r", self.r)
+        check_positive("delora.bound", self.bound)
+        check_dropout("delora.dropout", self.dropout)
+        check_targets("delora.targets", self.targets)
+
+
+@register
+class Delora(Strategy):
+    name = "delora"
+    family = "reparameterised"
+    description = "peft DeLoRA: rank-8 update of qkv with a trainable bound on its norm, new head trainable"
+    Options = DeloraOptions
+    defaults = PEFT_PROTOCOL
+    source = f"r=8, lambda=15 (peft's DeloraConfig defaults, after Bini et al. 2025); {PEFT_PROTOCOL_SOURCE}"
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        from peft import DeloraConfig
+
+        from strategies._peft import inject
+
+        config = DeloraConfig(
+            r=self.options.r,
+            delora_lambda=self.options.bound,
+            module_dropout=self.options.dropout,
+            target_modules=list(self.options.targets),
+        )
+        return inject(self.name, config, model, self.options.targets)
