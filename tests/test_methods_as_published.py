@@ -141,3 +141,13 @@ def test_groups_are_timms_for_a_strategy_without_hooks():
         [id(p) for p in group["params"]] for group in before.param_groups
     ]
     assert [group["weight_decay"] for group in optimizer.param_groups] == [0.0, 1e-4]
+
+
+def test_c3a_trains_its_kernels_at_peft_s_1e_1_without_weight_decay_and_its_head_at_the_run_s_lr():
+    """peft's C3A page: lr 1e-1 for C3A (100x the others' 1e-3) and a much smaller weight decay."""
+    model, optimizer = _optimizer("c3a")
+    groups = _group_of(model, optimizer)
+    kernels = [group for key, group in groups.items() if ".c3a_kernel." in key]
+    (head,) = {group["lr"] for key, group in groups.items() if key == "head.weight"}
+    assert kernels and all(group["lr"] == pytest.approx(100 * head) for group in kernels)
+    assert {group["weight_decay"] for group in kernels} == {0.0}
