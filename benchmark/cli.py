@@ -491,6 +491,8 @@ def command_run(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run")
+    for each in cells:  # results of other code or libraries: refused before anything is written
+        sweep.refuse_stale(each, sweep.ExecuteOptions(force=args.force, stale=args.stale))
     store.check_writable(args.results_dir)
     dist = distributed.from_environment(device)
     log = progress.for_console(console, verbose=args.verbose, enabled=dist.is_main)
