@@ -146,7 +146,7 @@ def current_libraries() -> str:
 
 
 def why_stale(row: pd.Series | dict, strategy: str) -> str | None:
-    """Why an answer row is not of this checkout and these libraries ('code' or e.g. 'peft 0.21 -> 0.22'),
+    """Why an answer row is not of this checkout and these libraries ('code changed', 'peft 0.21 -> 0.22'),
     or None when it is current. A row written before code versions were recorded counts as older code."""
     now = {name: major_minor(version) for name, version in _current_versions().items()}
     changes = [
@@ -155,7 +155,7 @@ def why_stale(row: pd.Series | dict, strategy: str) -> str | None:
         if major_minor(row.get(f"{name}_version")) != now[name]
     ]
     if row.get("code_version") != code_version(strategy):
-        changes.insert(0, "code")
+        changes.insert(0, "code changed")
     return ", ".join(changes) or None
 
 
@@ -212,7 +212,7 @@ def stale_answers(answers: pd.DataFrame, cells: list) -> dict[str, str]:
 def refusal(stale: dict[str, str]) -> str:
     """The one line `run --stale refuse` answers with: how many cells, why, and the choices."""
     reasons = pd.Series(list(stale.values())).value_counts()
-    why = "; ".join(f"{count} by {reason}" for reason, count in reasons.items())
+    why = "; ".join(f"{reason}: {count}" for reason, count in reasons.items())
     return (
         f"{len(stale)} cell(s) already have results from another code or library version ({why}); "
         "pass --stale rerun to train them again (the new rows supersede the old ones) or --stale keep to "

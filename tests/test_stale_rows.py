@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import strategies
-from benchmark import checkpoint, cli, identity, report, store
+from benchmark import cells, checkpoint, cli, identity, report, report_tables, store
 from benchmark.pipeline import random_crop_flip
 from benchmark.prepare import prepare_model
 from benchmark.training import augmentation_generator, make_scheduler
@@ -78,7 +78,12 @@ def test_run_refuses_a_cell_answered_by_older_code_in_one_line_and_writes_nothin
     assert refused.returncode == 2
     line = refused.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
-    assert "1 cell(s)" in line and "by code" in line and "--stale rerun" in line and "--stale keep" in line
+    assert (
+        "1 cell(s)" in line
+        and "(code changed: 1)" in line
+        and "--stale rerun" in line
+        and "--stale keep" in line
+    )
     assert files(results) == before
 
 
@@ -121,42 +126,40 @@ def test_a_bad_stale_choice_is_one_line_naming_the_choices(tmp_path):
 # --- report ---------------------------------------------------------------------------------------------
 
 
-def another_seed(finished: Path, results: Path, started: str, **values: object) -> None:
-    """Seed 1 of the finished cell, as a run of `started` (run ids start with the time) would have written
-    it with `values`: test top-1 0.1234 (no real run gives that)."""
+def another_seed(finished: Path, results: Path, seed: int, started: str, **values: object) -> None:
+    """Another seed of the finished cell, as a run started on `started` (run ids start with the time) would
+    have written it with `values`: test top-1 0.1234 (no real run gives that)."""
     row = pd.read_parquet(next((finished / "runs").iterdir()))
-    run_id = f"{started}T000000.000000-linear-11111111"
-    row = row.assign(run_id=run_id, seed=1, config_hash="1" * 16, test_top1=0.1234, **values)
+    run_id = f"{started}T000000.000000-linear-{seed:08d}"
+    row = row.assign(run_id=run_id, seed=seed, config_hash=f"{seed:016d}", test_top1=0.1234, **values)
     store.write_atomic(row, results / "runs" / f"{run_id}.parquet", "runs")
 
 
-def test_the_report_never_averages_rows_of_older_code_with_newer(finished, tmp_path):
+def summary_markdown(runs: pd.DataFrame) -> str:
+    """summary.md's tables as `report` writes them, without the figures (seconds each on one core)."""
+    runs = identity.separate(runs)
+    table = report_tables.with_reference(report.aggregate(runs), cells.seed_outcomes(runs), "full")
+    return report.markdown(report.block_tables(table, runs, "full"), runs, None)
+
+
+def test_the_report_never_averages_across_code_or_library_versions_and_shows_them(finished, tmp_path):
     results = shutil.copytree(finished, tmp_path / "results")
     current = store.read(results, "runs")["test_top1"].item()
-    another_seed(finished, results, "20000101", code_version="000000000000")  # older code, older run
-    table = report.aggregate(store.read(results, "runs"))
-    selected = table[table["selected"]]
-    assert selected["test_top1"].tolist() == [pytest.approx(100 * current)]  # seed 0 alone
-    older = table[~table["selected"]]
-    assert older["role"].tolist() == [identity.OLDER_CODE]
-    assert older["test_top1"].tolist() == [pytest.approx(12.34)]
-    assert report.main(results, tmp_path / "report") == 0
-    text = (tmp_path / "report" / "summary.md").read_text()
-    assert "Not selected" in text and identity.OLDER_CODE in text
-
-
-def test_rows_of_other_library_versions_are_separate_blocks_that_show_the_versions(finished, tmp_path):
-    results = shutil.copytree(finished, tmp_path / "results")
-    another_seed(finished, results, "29991231", torch_version="1.13.1")  # newer run, other torch
-    table = report.aggregate(store.read(results, "runs"))
-    assert sorted(table["libraries"].str.split(",").str[0]) == [
-        "torch 1.13",
-        f"torch {torch.__version__[:4]}",
+    another_seed(finished, results, 1, "20000101", code_version="000000000000")  # older code, older run
+    another_seed(finished, results, 2, "29991231", torch_version="1.13.1")  # a newer run, another torch
+    table = report.aggregate(store.read(results, "runs")).set_index("role")
+    now = identity.major_minor(torch.__version__)
+    torches = sorted(table.loc["selected", "libraries"].str.split(",").str[0])
+    assert torches == sorted(["torch 1.13", f"torch {now}"])
+    assert table.loc["selected", "test_top1"].sort_values().tolist() == [
+        pytest.approx(12.34),  # the other torch's seed, in a block of its own
+        pytest.approx(100 * current),  # seed 0 alone: the older code's seed 1 is not in its mean
     ]
-    assert table["selected"].all() and (table["seeds"] == 1).all()
-    assert report.main(results, tmp_path / "report") == 0
-    text = (tmp_path / "report" / "summary.md").read_text()
-    assert "torch 1.13, timm" in text and "peft" in text
+    older = table.loc[[identity.OLDER_CODE]]
+    assert older["test_top1"].tolist() == [pytest.approx(12.34)] and older["seeds"].tolist() == [1]
+    text = summary_markdown(store.read(results, "runs"))
+    assert "Not selected" in text and identity.OLDER_CODE in text
+    assert "torch 1.13, timm" in text and f"torch {now}, timm" in text and "peft" in text
 
 
 # --- checkpoints and augmentation -----------------------------------------------------------------------
