@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -53,8 +54,10 @@ ROOT = Path(__file__).resolve().parent.parent  # the folder holding `benchmark` 
 
 
 def _path(module: str) -> Path:
-    """The file of a module of this checkout, found without importing it."""
-    return ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    """The file of a module: where it was loaded from (a strategy registered outside this checkout, e.g.
+    by a test), else the checkout's, found without importing it."""
+    loaded = getattr(sys.modules.get(module), "__file__", None)
+    return Path(loaded) if loaded else ROOT.joinpath(*module.split(".")).with_suffix(".py")
 
 
 @functools.cache
@@ -182,10 +185,10 @@ def separate(runs: pd.DataFrame) -> pd.DataFrame:
     runs["libraries"] = identity if identity.nunique() > 1 else ""
     code = runs["code_version"].fillna("unknown") if "code_version" in runs else "unknown"
     runs["code_version"] = code
-    block = ["dataset", "model", "train_size", "libraries", "strategy"]
-    keys = runs[block].astype(str).agg("/".join, axis=1)
-    newest = runs.sort_values("run_id").groupby(keys)["code_version"].last()
-    runs["older_code"] = runs["code_version"] != keys.map(newest)
+    block = [key for key in ("dataset", "model", "train_size", "libraries", "strategy") if key in runs]
+    ordered = runs.sort_values("run_id", kind="stable") if "run_id" in runs else runs
+    newest = ordered.groupby(block, dropna=False)["code_version"].transform("last")
+    runs["older_code"] = runs["code_version"] != newest.reindex(runs.index)
     of_libraries = runs["libraries"].map(lambda text: f"@{text}" if text else "")
     of_code = ("@" + runs["code_version"]).where(runs["older_code"], "")
     runs["cell_hash"] = runs["cell_hash"] + of_libraries + of_code
