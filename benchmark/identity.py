@@ -197,8 +197,6 @@ def separate(runs: pd.DataFrame) -> pd.DataFrame:
 
 # --- run: a cell answered by other code or libraries is stale --------------------------------------------
 
-STALE_CHOICES = ("refuse", "rerun", "keep")
-
 
 def stale_answers(answers: pd.DataFrame, cells: list) -> dict[str, str]:
     """config_hash -> why, for each of `cells` (RunConfigs) whose answers (`answers`: its ok and diverged
