@@ -78,13 +78,6 @@ def load(
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("config_hash") != config_hash:
             raise ValueError("it is not this cell's checkpoint")
-        if state.get("identity") != identity(prepared):
-            aside = set_aside(path, "stale")
-            warn(
-                f"  warning: checkpoint {path} was written by {state.get('identity') or 'unrecorded code'}, "
-                f"not {identity(prepared)}; set aside as {aside.name}, the cell starts fresh"
-            )
-            return Progress()
         progress = Progress(**state["progress"])
         _restore(state, prepared, optimizer, scheduler)
     except Exception as error:  # torch, pickle and zip raise many types for a damaged file
@@ -93,6 +86,14 @@ def load(
         warn(
             f"  warning: checkpoint {path} is unreadable ({_described(error)}); set aside as {aside.name}, "
             "the cell starts fresh"
+        )
+        return Progress()
+    if state.get("identity") != identity(prepared):  # a sound checkpoint, of other code or libraries
+        _restore(fresh, prepared, optimizer, scheduler)
+        aside = set_aside(path, "stale")
+        warn(
+            f"  warning: checkpoint {path} was written by {state.get('identity') or 'unrecorded code'}, "
+            f"not {identity(prepared)}; set aside as {aside.name}, the cell starts fresh"
         )
         return Progress()
     progress.resumed_from_epoch = progress.epoch
