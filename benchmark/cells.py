@@ -2,10 +2,13 @@
 
 A cell is one configuration (dataset, model, strategy, options, hyper-parameters; `cell_hash`) over its
 seeds. Each seed counts once: its successful row if it has one, else its last row (failed, diverged or
-cancelled); rows superseded by a `--force` rerun are left out. Of each strategy's cells in a block (dataset,
-model, training size) one is *selected* (one per backbone weights: a strategy on random initialisation is a
-separate entry, not a candidate), by validation only: a tuned sweep's chosen point, else the cell
-with the best mean validation top-1 over the seeds the candidates share. The others are search points or
+cancelled); rows superseded by a `--force` rerun are left out. Rows of another torch/timm/peft
+major.minor form blocks of their own, and rows of an older code version than their strategy's newest in
+the block form cells of their own, shown as not selected (`identity.separate`): no mean mixes identities.
+Of each strategy's cells in a block (dataset, model, training size, libraries) one is *selected* (one per
+backbone weights: a strategy on random initialisation is a separate entry, not a candidate), by validation
+only: a tuned sweep's chosen point, else the cell with the best mean validation top-1 over the seeds the
+candidates share. The others are search points or
 unselected configurations, shown apart and never compared.
 """
 
@@ -17,11 +20,13 @@ import numpy as np
 import pandas as pd
 
 import strategies
-from benchmark import columns, search, statistics
+from benchmark import columns, identity, search, statistics
 
 MiB = 2**20
 FAILED_STATUSES = ("failed", "diverged", "cancelled")
-BLOCK = ["dataset", "model", "train_size"]  # one table, one family of comparisons each
+# One table, one family of comparisons each; `libraries` (identity.separate) is "" unless the results hold
+# several torch/timm/peft major.minor versions.
+BLOCK = ["dataset", "model", "train_size", "libraries"]
 # A strategy on another backbone's weights (pretrained or random initialisation) is another entry of the
 # table, not a configuration for validation to choose between: selection picks one cell per entry.
 ENTRY = ["strategy", "weights"]
@@ -45,7 +50,7 @@ HYPER_PARAMETERS = [
 def seed_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, seed): the seed's last successful row, else its last row. Files are read in run-id
     order, which starts with the UTC start time, so "last" is the latest."""
-    runs = runs[runs["status"] != "superseded"]
+    runs = identity.separate(runs[runs["status"] != "superseded"])
     runs = runs.assign(train_size=runs["train_size"].fillna("").astype(str) if "train_size" in runs else "")
     ranked = runs.assign(_ok=runs["status"] == "ok").sort_values("_ok", kind="stable")
     return ranked.drop_duplicates(["cell_hash", "seed"], keep="last").drop(columns="_ok").sort_index()
@@ -70,7 +75,7 @@ def _ppt_params(rows: pd.DataFrame) -> pd.Series:
 def _cell(group: pd.DataFrame, outcomes: pd.DataFrame) -> dict:
     """One cell's seeds: counts, means and sample standard deviations, intervals and spreads."""
     first, ok = group.iloc[0], group[group["status"] == "ok"]
-    keys = ("dataset", "model", "train_size", "strategy", "strategy_options", "cell_hash", *HYPER_PARAMETERS)
+    keys = (*BLOCK, "strategy", "strategy_options", "cell_hash", *HYPER_PARAMETERS)
     cell = {key: first[key] for key in keys if key in group}
     counts = group["status"].value_counts()
     cell["seeds"], cell["rows"] = len(ok), len(group)
@@ -169,7 +174,12 @@ def selection(outcomes: pd.DataFrame) -> pd.DataFrame:
     outcomes = outcomes.assign(weights=outcomes.get("weights", ""))
     frame = outcomes.drop_duplicates("cell_hash")[[*BLOCK, *ENTRY, "cell_hash"]].set_index("cell_hash")
     role = pd.Series("not selected", index=frame.index)
+    older = outcomes.loc[outcomes["older_code"], "cell_hash"].unique()  # whole cells (identity.separate)
+    role[older] = identity.OLDER_CODE
     for _, mine in frame.reset_index().groupby([*BLOCK, *ENTRY], sort=False, dropna=False):
+        mine = mine[~mine["cell_hash"].isin(older)]
+        if mine.empty:  # only older code: shown, never selected
+            continue
         candidates, searched = _candidates(mine, outcomes)
         role[searched] = "search point"
         role[_pick(candidates, outcomes)] = "selected"

@@ -43,6 +43,7 @@ def save(path: Path, config_hash: str, prepared: Prepared, optimizer, scheduler,
 
     state = {
         "config_hash": config_hash,
+        "identity": identity(prepared),
         "model": prepared.state(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -67,7 +68,9 @@ def load(
 
     Loaded with weights_only=True: a planted file cannot run code. A checkpoint that cannot be read or
     restored (truncated, damaged, missing keys, foreign) is renamed to `<name>.unreadable`, named in one
-    line given to `warn`, and the cell starts fresh."""
+    line given to `warn`, and the cell starts fresh. So does one written by another code version or
+    torch/timm/peft major.minor (renamed to `<name>.stale`): half a run trained by other code is no
+    resume of this one, and a fresh start costs only time."""
     if not path.exists():
         return Progress()
     fresh = _snapshot(prepared, optimizer, scheduler)
@@ -85,8 +88,24 @@ def load(
             "the cell starts fresh"
         )
         return Progress()
+    if state.get("identity") != identity(prepared):  # a sound checkpoint, of other code or libraries
+        _restore(fresh, prepared, optimizer, scheduler)
+        aside = set_aside(path, "stale")
+        warn(
+            f"  warning: checkpoint {path} was written by {state.get('identity') or 'unrecorded code'}, "
+            f"not {identity(prepared)}; set aside as {aside.name}, the cell starts fresh"
+        )
+        return Progress()
     progress.resumed_from_epoch = progress.epoch
     return progress
+
+
+def identity(prepared: Prepared) -> str:
+    """The code version and library major.minor a checkpoint is written under (benchmark/identity.py)."""
+    from benchmark import identity as identities
+
+    strategy = prepared.strategy.name
+    return f"code {identities.code_version(strategy)}, {identities.current_libraries()}"
 
 
 def _snapshot(prepared: Prepared, optimizer, scheduler) -> dict:

@@ -178,6 +178,13 @@ def _add_run(commands, parents: list[Parser]) -> None:
     )
     run.add_argument("--force", action="store_true", help="rerun cells that already have a successful row")
     run.add_argument(
+        "--stale",
+        choices=("refuse", "rerun", "keep"),
+        default="refuse",
+        help="cells whose results are of another code version or torch/timm/peft major.minor: refuse to run "
+        "(default), rerun them (the new rows supersede the old), or keep the old results as done",
+    )
+    run.add_argument(
         "--keep-weights", action="store_true", help="save each run's selected model under RESULTS_DIR/weights"
     )
     run.add_argument("--shard", default="0/1", help="I/N: run every N-th cell starting at I (default 0/1)")
@@ -458,8 +465,11 @@ def command_run(args: argparse.Namespace) -> int:
     log_options = curves.options_from(args, lambda text: console.print(text, markup=False))
     specs = [spec_from_args(each.args) for each in runs]
     if args.launcher and not launch.inside_task():  # submit workers that each run this command
-        for cell in (cell for spec in specs for cell in search.first_stage(spec)):
-            sweep.plan(cell)  # bad input fails here, not in every task
+        for spec in specs:
+            first = search.first_stage(spec)
+            for cell in first:
+                sweep.plan(cell)  # bad input fails here, not in every task
+            sweep.refuse_stale(first, sweep.ExecuteOptions(force=args.force, stale=args.stale))
         return launch.launch(args, runs[0].command, lambda text: console.print(text, markup=False))
     device = _device(args.device)
     # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
@@ -481,6 +491,8 @@ def command_run(args: argparse.Namespace) -> int:
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run")
+    for each in cells:  # results of other code or libraries: refused before anything is written
+        sweep.refuse_stale(each, sweep.ExecuteOptions(force=args.force, stale=args.stale))
     store.check_writable(args.results_dir)
     dist = distributed.from_environment(device)
     log = progress.for_console(console, verbose=args.verbose, enabled=dist.is_main)
@@ -489,6 +501,7 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         options = sweep.ExecuteOptions(
             force=args.force,
+            stale=args.stale,
             keep_weights=args.keep_weights,
             download=not args.no_download,
             compile_model=args.compile,

@@ -68,6 +68,14 @@ RUNS = [
         required=True,
     ),
     _c("cell_hash", "str", "`config_hash` without the seed: the report aggregates over it", required=True),
+    _c(
+        "code_version",
+        "str",
+        "hash of the code that decides the numbers (the strategy's module, the `strategies` modules it "
+        "imports, the training modules; docstrings and comments left out: benchmark/identity.py). With "
+        "torch/timm/peft major.minor it is the result's identity: `run` does not skip a cell answered by "
+        "another (`--stale`), the report never averages across them",
+    ),
     # the cell
     _c("strategy", "str", "registry name of the strategy", required=True),
     _c("strategy_options", "str", 'the strategy\'s own options as JSON, e.g. `{"r": 8, "alpha": 16.0, ...}`'),

@@ -32,7 +32,7 @@ from benchmark.registry import did_you_mean
 # Keys that are run control, not part of an experiment: never read from a file.
 NOT_IN_FILES = ("help", "config", "dry_run", "json", "verbose")
 # Left out of the stored configuration too: they say how this invocation runs, not what it runs.
-NOT_STORED = (*NOT_IN_FILES, "force", "shard", "log", "mlflow_uri", "launcher", "workers")
+NOT_STORED = (*NOT_IN_FILES, "force", "stale", "shard", "log", "mlflow_uri", "launcher", "workers")
 NOT_STORED += ("slurm_partition", "slurm_gpus", "slurm_cpus", "slurm_time", "slurm_extra")  # launch.py
 # A list under the plural key runs one sweep per value, outermost first.
 PRODUCT_KEYS = {"datasets": "dataset", "models": "model", "train_sizes": "train_size"}

@@ -12,13 +12,15 @@ CROP_PADDING_FRACTION = 1 / 8  # of the native side: the usual 4 px for 32 px CI
 
 
 def random_crop_flip(images: torch.Tensor, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
-    """Random crop with zero padding and (if `flip`) random horizontal flip, per image."""
+    """Random crop with zero padding and (if `flip`) random horizontal flip, per image. The offsets and
+    flips are drawn on `generator`'s device (the runner's is a CPU generator, so that a seed augments alike
+    on every device) and then moved to the images' device."""
     batch, _, height, width = images.shape
     padding = max(1, round(height * CROP_PADDING_FRACTION))
     padded = F.pad(images, (padding,) * 4)
-    device = images.device
-    top = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
-    left = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=device)
+    device, drawn_on = images.device, generator.device
+    top = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=drawn_on).to(device)
+    left = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=drawn_on).to(device)
     rows = (top[:, None] + torch.arange(height, device=device))[:, None, :, None]  # (B, 1, H, 1)
     cols = (left[:, None] + torch.arange(width, device=device))[:, None, None, :]  # (B, 1, 1, W)
     index = torch.arange(batch, device=device)[:, None, None, None]
@@ -26,7 +28,7 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, flip: boo
     cropped = padded[index, channel, rows, cols]
     if not flip:
         return cropped
-    flip = torch.rand(batch, generator=generator, device=device) < 0.5
+    flip = torch.rand(batch, generator=generator, device=drawn_on).to(device) < 0.5
     return torch.where(flip[:, None, None, None], cropped.flip(-1), cropped)
 
 

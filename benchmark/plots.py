@@ -304,16 +304,19 @@ def render_all(
     configuration whose every seed succeeded (`table`: cells.aggregate's)."""
     ok = runs[runs["status"] == "ok"].merge(table[["cell_hash", "label"]], on="cell_hash")
     written = []
-    for (dataset, model, size), group in compared(table).groupby(BLOCK, sort=False):
-        block = table[(table[BLOCK] == pd.Series([dataset, model, size], index=BLOCK)).all(axis=1)]
+    for key, group in compared(table).groupby(BLOCK, sort=False):
+        block = table[(table[BLOCK] == pd.Series(key, index=BLOCK)).all(axis=1)]
+        dataset, model, size, libraries = key
         left_out = [
             f"{row['label']} ({row['outcome']})"
             for _, row in block.iterrows()
             if row["selected"] and not row["complete"]
         ]
         styles = _styles(group)
-        prefix = out / f"{_slug(dataset)}__{_slug(model)}__{f'{_slug(size)}__' if size else ''}"
+        extra = [_slug(text) for text in (size, libraries) if text]  # libraries: where several versions
+        prefix = out / "__".join([_slug(dataset), _slug(model), *extra, ""])
         where = f"{dataset} · {model}" + (f" · train size {size}" if size else "")
+        where += f" · {libraries}" if libraries else ""
         mine = ok[ok["cell_hash"].isin(group["cell_hash"])]
         written.append(
             save(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from benchmark import cells, store
+from benchmark import cells, identity, store
 from benchmark import report_tables as tables
 from benchmark.errors import UsageError
 from benchmark.tables import TextTable
@@ -49,7 +49,8 @@ def _context(runs: pd.DataFrame, block: tuple) -> str:
     return (
         f"Data: {values('data_source')} (verified against official checksums: {values('data_verified')}). "
         f"Device: {values('device_name')}; precision {values('precision')}; TF32 {values('tf32')}; "
-        f"weights {values('weights')}; torch {values('torch_version')}.{memory}"
+        f"weights {values('weights')}; torch {values('torch_version')}, timm {values('timm_version')}, "
+        f"peft {values('peft_version')}; code version {values('code_version')}.{memory}"
     )
 
 
@@ -224,6 +225,7 @@ def main(
             f"no readable runs in {results_dir}: run 'python -m benchmark run' first, or pass --results-dir"
         )
     if not runs.empty:
+        runs = identity.separate(runs)  # every table and plot below sees the same cells
         runs = _filter(runs, results_dir, dataset=dataset, model=model)
         _check_reference(runs, reference, results_dir)
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good

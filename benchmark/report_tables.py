@@ -165,7 +165,9 @@ def summary_table(group: pd.DataFrame, outcomes: pd.DataFrame, reference: str, c
 
 def block_title(row: pd.Series) -> str:
     size = row.get("train_size", "")
-    return f"{row['dataset']} · {row['model']}" + (f" · train size {size}" if size else "")
+    libraries = row.get("libraries", "")  # only where the results hold several versions
+    title = f"{row['dataset']} · {row['model']}" + (f" · train size {size}" if size else "")
+    return title + (f" · {libraries}" if libraries else "")
 
 
 OTHER_HEADERS = [

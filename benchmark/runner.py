@@ -170,7 +170,7 @@ def _train_epoch(
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     order = order_generator(cfg.seed, epoch - 1)
-    augmentation = augmentation_generator(cfg.seed, epoch - 1, dist.rank, device)
+    augmentation = augmentation_generator(cfg.seed, epoch - 1, dist.rank)
     batches = epoch_order(len(labels), cfg.train.batch_size, order, dist.rank, dist.world_size, device)
     for index in batches[:steps]:
         loss, logits = step(inputs.batch("train", index, augmentation), labels[index])

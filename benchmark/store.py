@@ -142,16 +142,17 @@ def answer_run_ids(results_dir: Path, config_hash: str) -> set[str]:
     return {path.stem for path, _ in _rows_of_cell(results_dir, config_hash, ANSWERS)}
 
 
-def supersede(results_dir: Path, config_hash: str, newer_run_id: str) -> int:
-    """After a forced rerun answers, mark the cell's older answers `superseded`, so that a cell never
-    has two answers and nothing is deleted. Returns how many rows were marked."""
+def supersede(results_dir: Path, config_hash: str, newer_run_id: str, why: str = "--force") -> int:
+    """After a forced rerun (or the rerun of a stale cell) answers, mark the cell's older answers
+    `superseded`, so that a cell never has two answers and nothing is deleted. Returns how many rows were
+    marked."""
     older = [
         (path, row)
         for path, row in _rows_of_cell(results_dir, config_hash, ANSWERS)
         if path.stem != newer_run_id
     ]
     for path, row in older:
-        row["status"], row["error"] = "superseded", f"superseded by {newer_run_id} (--force)"
+        row["status"], row["error"] = "superseded", f"superseded by {newer_run_id} ({why})"
         write_atomic(row, path, "runs")
     return len(older)
 
@@ -207,14 +208,18 @@ def _one_ok_row_per_cell(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def completed_hashes(results_dir: Path) -> set[str]:
-    """Config hashes of cells that already have an answer: an ok row, or a diverged one."""
+def answers(results_dir: Path) -> pd.DataFrame:
+    """The rows that answer their cell: ok or diverged (unreadable files skipped without a word)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runs = read(results_dir, "runs")
-    if runs.empty:
-        return set()
-    return set(runs.loc[runs["status"].isin(ANSWERS), "config_hash"])
+    return runs if runs.empty else runs[runs["status"].isin(ANSWERS)]
+
+
+def completed_hashes(results_dir: Path) -> set[str]:
+    """Config hashes of cells that already have an answer: an ok row, or a diverged one."""
+    done = answers(results_dir)
+    return set() if done.empty else set(done["config_hash"])
 
 
 @contextlib.contextmanager

@@ -1,7 +1,8 @@
 """A sweep: the cells a `run` command asks for, checked before anything runs, then run one by one.
 
 Each finished cell, successful or not, becomes a row on disk. Cells with a successful row are skipped
-(resume); a lock per cell keeps concurrent processes from running the same cell twice.
+(resume), unless that row is of other code or libraries (stale: `ExecuteOptions.stale` and
+benchmark/identity.py); a lock per cell keeps concurrent processes from running the same cell twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 
 from benchmark import backbone as backbones
-from benchmark import curves, data, store, trained
+from benchmark import curves, data, identity, store, trained
 from benchmark.config import RunConfig, make_options, make_train_params, split_overrides, strategy_class
 from benchmark.distributed import Dist
 from benchmark.errors import DiskFull, Diverged, UsageError
@@ -139,6 +140,7 @@ def identity_row(cell: RunConfig, splits: data.Splits, device: torch.device, dis
     return {
         "config_hash": cell.config_hash,
         "cell_hash": cell.cell_hash,
+        "code_version": identity.code_version(cell.strategy),
         "strategy": cell.strategy,
         "strategy_options": json.dumps(dataclasses.asdict(cell.options), sort_keys=True),
         "dataset": cell.dataset,
@@ -228,6 +230,7 @@ class SweepResult:
 @dataclasses.dataclass(frozen=True)
 class ExecuteOptions:
     force: bool = False  # rerun cells that already have an ok row
+    stale: str = "refuse"  # cells answered by other code or libraries: refuse, rerun or keep (identity.py)
     keep_weights: bool = False  # save trained parameters under results/weights
     download: bool = True  # download a missing dataset
     compile_model: bool = False  # torch.compile the trained module
@@ -254,7 +257,8 @@ class _Sweep:
     shared_trunks: SharedTrunkOutputs = dataclasses.field(default_factory=lambda: SHARED_TRUNKS)
     # config_hash -> extra row columns (a tuned sweep's stage and point), see search.py
     tags: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    # with --force: config_hash -> the run ids of the answers there were when the sweep started
+    # with --force or a stale cell rerun: config_hash -> the run ids of the answers there were when the
+    # sweep started, which the new answer supersedes
     replaced: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
 
@@ -275,20 +279,23 @@ def execute(
     if not cells:  # e.g. a shard with no share of this stage
         return result
     results_dir = cells[0].results_dir
-    done = dist.broadcast(
-        set() if options.force else store.completed_hashes(results_dir) if dist.is_main else None
-    )
+    done, stale = dist.broadcast(_done(cells, results_dir, options) if dist.is_main else None)
+    if stale and options.stale == "refuse":  # every process answers alike, before anything is written
+        raise UsageError(identity.refusal(stale))
     pending = [cell for cell in cells if cell.config_hash not in done]
     # With --force, the answers there now are the ones to replace; an answer that appears later was made
     # by another process given --force at the same time, and this one does not train the cell again.
     replaced = {
         cell.config_hash: store.answer_run_ids(results_dir, cell.config_hash) if dist.is_main else set()
         for cell in pending
-        if options.force
+        if options.force or cell.config_hash in stale
     }
     result.skipped = len(cells) - len(pending)
     if result.skipped:
         progress(f"skipping {result.skipped} cell(s) already done in {results_dir} (--force reruns them)")
+    if stale:
+        verb = "training again" if options.stale == "rerun" else "keeping as done"
+        progress(f"{verb} {len(stale)} cell(s) whose results are of other code or libraries (--stale)")
     if not pending:
         return result
     # Preflight: data and weights load before anything is written, so bad input costs nothing.
@@ -324,6 +331,26 @@ def execute(
         progress.close()
         signal.signal(signal.SIGTERM, previous_handler)
     return result
+
+
+def _done(cells: list[RunConfig], results_dir: Path, options: ExecuteOptions) -> tuple[set, dict]:
+    """The config hashes to skip, and the stale ones among the answered (hash -> why): skipped with
+    `--stale keep`, not with `rerun`."""
+    if options.force:
+        return set(), {}
+    answers = store.answers(results_dir)
+    done = set() if answers.empty else set(answers["config_hash"])
+    stale = identity.stale_answers(answers, [cell for cell in cells if cell.config_hash in done])
+    return (done - set(stale) if options.stale == "rerun" else done), stale
+
+
+def refuse_stale(cells: list[RunConfig], options: ExecuteOptions) -> None:
+    """`--stale refuse` answered at once (a launcher's, before it submits workers): a UsageError if any
+    cell's results are of other code or libraries."""
+    if cells and options.stale == "refuse":
+        _, stale = _done(cells, cells[0].results_dir, options)
+        if stale:
+            raise UsageError(identity.refusal(stale))
 
 
 def _run_claimed(cell: RunConfig, sweep: _Sweep) -> str | None:
@@ -406,8 +433,9 @@ def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
         store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
         if status in ("ok", "diverged"):
             store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
-        if status in store.ANSWERS and sweep.options.force:
-            store.supersede(cell.results_dir, cell.config_hash, run_id)
+        if status in store.ANSWERS and cell.config_hash in sweep.replaced:
+            why = "--force" if sweep.options.force else "--stale rerun: another code or library version"
+            store.supersede(cell.results_dir, cell.config_hash, run_id, why)
     run_log.finish(row, outcome.tables["epochs"] if outcome else None)
     sweep.result.run_ids.append(run_id)
     if status == "failed" and dist.enabled:

@@ -195,6 +195,8 @@ def order_generator(seed: int, epoch: int) -> torch.Generator:
     return _derived_generator(torch.device("cpu"), seed, epoch)
 
 
-def augmentation_generator(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
-    """The augmentation stream of one epoch, on the run's device; it differs between processes."""
-    return _derived_generator(device, seed, epoch, rank + 1)
+def augmentation_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The augmentation stream of one epoch, drawn on the CPU (the draws are moved to the run's device), so
+    that a seed augments alike on CPU and GPU and the config hash, which leaves the device out, holds; it
+    differs between processes. A few numbers per image: drawing them on the CPU costs nothing measurable."""
+    return _derived_generator(torch.device("cpu"), seed, epoch, rank + 1)
