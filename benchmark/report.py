@@ -41,8 +41,9 @@ def _context(runs: pd.DataFrame, block: tuple) -> str:
         return ", ".join(sorted({str(value) for value in mine[column].dropna()})) or "n/a"
 
     memory = (
-        " Peak memory on CPU is the process's resident-set high-water mark (it depends on what ran before "
-        "in the same process): shown, never bold."
+        " Peak memory on CPU is the whole process's resident-set high-water mark (`memory_kind` "
+        "cpu_process_resident_peak, or cpu_process_lifetime_peak where it could not be reset), which depends on "
+        "what ran before in the same process: shown, never bold."
         if _on_cpu(mine)
         else ""
     )

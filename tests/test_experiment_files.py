@@ -190,7 +190,8 @@ def _runs() -> pd.DataFrame:
     ]:
         for seed, test in enumerate(tests):
             rows.append(
-                dict(dataset="cifar10", model="m", strategy=strategy, n_train=size, cell_hash=cell, seed=seed)
+                dict(dataset="cifar10", model="m", strategy=strategy, n_train=size, n_val=20)
+                | dict(cell_hash=cell, seed=seed)
                 | dict(status="ok", best_val_top1=val, test_top1=test, train_size=str(size))
             )
     rows.append(rows[-1] | {"status": "failed", "test_top1": 0.0, "seed": 5})
@@ -201,6 +202,7 @@ def test_efficiency_points_select_by_validation_and_average_seeds():
     from benchmark.efficiency import differs_in_train_size, efficiency_points
 
     points = efficiency_points(_runs()).set_index(["strategy", "n_train"])
+    assert list(points["n_labelled"]) == [120, 1020, 120, 1020], "training + validation images"
     assert points.loc[("lora", 1000), "mean"] == pytest.approx(72.0)  # (70 + 74) / 2, cell d
     assert points.loc[("lora", 1000), "std"] == pytest.approx(2 * 2**0.5)  # sample std of 70, 74
     assert points.loc[("linear", 100), "mean"] == pytest.approx(41.0)
@@ -217,7 +219,7 @@ def test_data_efficiency_figure_has_a_line_per_strategy_on_a_log_axis():
     assert ax.get_xscale() == "log"
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["linear", "lora"]
     lora = next(bars for bars in ax.containers if bars.get_label() == "lora")
-    assert list(lora.lines[0].get_xdata()) == [100, 1000]
+    assert list(lora.lines[0].get_xdata()) == [120, 1020], "labelled images: 100 or 1,000 + 20 validation"
     assert list(lora.lines[0].get_ydata()) == pytest.approx([46.0, 72.0])  # (45+47)/2, cell d's (70+74)/2
 
 
