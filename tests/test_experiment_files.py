@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import strategies
 from benchmark import cli, experiment, store
 from tests.helpers import ROOT, TINY, TINY_ARGS, TINY_IMG, TINY_MODEL
 
@@ -171,11 +173,41 @@ def test_protocol_dry_runs_offline(workdir, capsys, path):
 
 
 def test_protocol_headers_cite_their_source_and_departures():
-    assert [path.stem for path in PROTOCOLS] == ["data_efficiency", "vit_finetune", "vtab1k"]
+    assert [path.stem for path in PROTOCOLS] == ["data_efficiency", "equal_budget", "vit_finetune", "vtab1k"]
     for path in PROTOCOLS:
         lines = path.read_text().splitlines()
         header = "\n".join(lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))])
         assert "et al. 20" in header and "Where this benchmark departs" in header, path.name
+
+
+def test_equal_budget_gives_every_strategy_the_same_budget(workdir):
+    """`--strategies all` as the README shows it: every strategy's search cells have the same steps, batch,
+    optimiser, schedule, augmentation and the same learning-rate grid; only what defines a method differs.
+    (The cells as `run` expands them, without the dry run's per-cell parameter counts on ViT-B.)"""
+    from benchmark import search
+
+    argv = ["run", "--config", str(ROOT / "protocols" / "equal_budget.yaml"), "--strategies", "all"]
+    args = cli.build_parser().parse_args(argv)
+    sweeps = cli._sweeps(cli.build_parser(), argv, args)
+    assert [sweep.args.dataset for sweep in sweeps] == ["cifar10", "cifar100"]
+    cells = search.first_stage(cli.spec_from_args(sweeps[0].args))
+    assert {cell.strategy for cell in cells} == set(strategies.names())
+    # epochs and warmup_epochs are each strategy's default and unused: `steps` replaces them
+    unused = {"lr", "epochs", "warmup_epochs"}
+    budgets = {
+        json.dumps({k: v for k, v in dataclasses.asdict(cell.train).items() if k not in unused})
+        for cell in cells
+    }
+    assert len(budgets) == 1, budgets
+    budget = json.loads(budgets.pop())
+    assert (budget["steps"], budget["batch_size"], budget["optimizer"], budget["augment"]) == (
+        2500,
+        128,
+        "adamw",
+        True,
+    )
+    grids = {name: sorted(c.train.lr for c in cells if c.strategy == name) for name in strategies.names()}
+    assert all(grid == grids["full"] for grid in grids.values()) and len(grids["full"]) == 5
 
 
 def _runs() -> pd.DataFrame:
