@@ -114,3 +114,28 @@ def test_gpu_peak_memory_does_not_depend_on_what_ran_before(pretrained, monkeypa
     alone = store.read("alone", "runs").iloc[0]
     assert after["memory_kind"] == alone["memory_kind"] == "cuda_allocated_above_start"
     assert after["peak_memory_bytes"] == pytest.approx(alone["peak_memory_bytes"], rel=0.05)
+
+
+def test_the_accuracy_vs_time_figure_says_when_budgets_differ():
+    from benchmark.plots import budget_note
+
+    group = pd.DataFrame({"cell_hash": ["p", "f"], "label": ["linear", "full"]})
+    common = dict(steps=0, n_train=1000, batch_size=100, search_space=None)
+    runs = pd.DataFrame(
+        [
+            dict(cell_hash="p", epochs=90, optimizer="muon", augment=False) | common,
+            dict(cell_hash="f", epochs=10, optimizer="momentum", augment=True) | common,
+        ]
+    )
+    note = budget_note(runs, group)
+    assert note.startswith("Training budgets differ")
+    # 1,000 images in batches of 100: 10 steps an epoch
+    assert "linear: 900 steps x 100, muon, no augmentation, 1 search point(s)" in note
+    assert "full: 100 steps x 100, momentum, augmented, 1 search point(s)" in note
+    space = json.dumps({"lr": [0.1, 0.01]})
+    same = dict(steps=500, epochs=10, optimizer="adamw", augment=True, search_space=space)
+    note = budget_note(runs.assign(**same), group)
+    assert (
+        note
+        == "Same training budget for every strategy: 500 steps x 100, adamw, augmented, 2 search point(s)."
+    )
