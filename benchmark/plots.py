@@ -89,18 +89,27 @@ def _range(row: pd.Series, column: str) -> list[list[float]] | None:
     return [[median - row[column + "_min"]], [row[column + "_max"] - median]]
 
 
+def _known(row: pd.Series, key: str) -> bool:
+    return key in row and pd.notna(row[key])
+
+
+def _planned_steps(row: pd.Series) -> str:
+    """Optimiser steps the run planned: `steps`, else epochs x steps per epoch ("?" where not recorded)."""
+    if _known(row, "steps") and row["steps"] > 0:
+        return f"{int(row['steps']):,}"
+    if all(_known(row, key) for key in ("epochs", "n_train", "batch_size")):
+        return f"{int(row['epochs']) * steps_per_epoch(int(row['n_train']), int(row['batch_size'])):,}"
+    return "?"
+
+
 def budget(row: pd.Series) -> str:
     """A run's training budget in words: planned optimiser steps x batch, optimiser, augmentation, and the
     size of the search grid it was chosen from."""
-    steps = int(row["steps"]) if row.get("steps") else None
-    if steps is None:
-        steps = int(row["epochs"]) * steps_per_epoch(int(row["n_train"]), int(row["batch_size"]))
     space = row.get("search_space")
     points = len(search.grid(json.loads(space))) if isinstance(space, str) and space else 1
-    augment = "augmented" if row["augment"] else "no augmentation"
-    return (
-        f"{steps:,} steps x {int(row['batch_size'])}, {row['optimizer']}, {augment}, {points} search point(s)"
-    )
+    batch = int(row["batch_size"]) if _known(row, "batch_size") else "?"
+    augment = {True: "augmented", False: "no augmentation"}.get(row.get("augment"), "augmentation ?")
+    return f"{_planned_steps(row)} steps x {batch}, {row.get('optimizer', '?')}, {augment}, {points} search point(s)"
 
 
 def budget_note(runs: pd.DataFrame, group: pd.DataFrame) -> str:
