@@ -117,7 +117,8 @@ def tuned_markdown(text_tables: list[TextTable]) -> str:
     parts = [
         "\n# Tuned sweep (`run --search`)\n",
         "Per strategy, the grid ran with the first seed; the point with the best validation top-1 (ties: fewer "
-        "trainable parameters, then the grid order; never wall-clock time) ran with every seed. Test top-1 is the mean ± sample standard "
+        "trainable parameters, then the grid order; never wall-clock time) "
+        "ran with every seed. Test top-1 is the mean ± sample standard "
         "deviation [95% bootstrap interval] over those seeds; nothing was chosen by test. The same table is in "
         "`summary.tex`.\n",
     ]
