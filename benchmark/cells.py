@@ -117,14 +117,15 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 def chosen_point(rows: pd.DataFrame) -> str | None:
     """A search's chosen point (JSON) from its rows, by the rule `run` used (search.choose on the successful
-    search rows: best validation top-1, then the shorter run, then grid order); None if none succeeded."""
+    search rows: best validation top-1, then fewer trainable parameters, then grid order); None if none
+    succeeded."""
     points = search.grid(json.loads(rows["search_space"].iloc[0]))
     position = {json.dumps(point): index for index, point in enumerate(points)}
     ok = rows[(rows["status"] == "ok") & (rows["stage"] == "search")].drop_duplicates(
         "config_hash", keep="last"
     )
     candidates = [
-        (float(row["best_val_top1"]), float(row["train_seconds"]), position[row["search_point"]])
+        (float(row["best_val_top1"]), int(row["trainable_params"]), position[row["search_point"]])
         for _, row in ok.iterrows()
         if row["search_point"] in position
     ]

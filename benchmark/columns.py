@@ -93,6 +93,12 @@ RUNS = [
         "images",
     ),
     _c("n_val", "int", "validation images", "images"),
+    _c(
+        "n_labelled",
+        "int",
+        "labelled images the run used: `n_train + n_val` (validation chose the epoch and any search point)",
+        "images",
+    ),
     _c("n_test", "int", "test images", "images"),
     _c("num_classes", "int", "classes"),
     _c("model", "str", "timm model name", required=True),
@@ -233,48 +239,63 @@ RUNS = [
     _c(
         "train_seconds",
         "float",
-        "wall-clock time of training: batches, steps, and computing any cached trunk outputs of the training "
-        "set (GPU work waited for)",
+        "wall-clock time of training: batches and steps, plus the cached trunk's pass over the training set "
+        "(`feature_seconds`' training share) in every run that uses those outputs, computed or reused "
+        "(GPU work waited for)",
         "s",
         "lower",
     ),
     _c(
         "eval_seconds",
         "float",
-        "wall-clock time of validation every epoch and the final test evaluation",
+        "wall-clock time of validation every epoch and the final test evaluation, plus the cached trunk's "
+        "pass over the validation and test sets when its outputs are used",
         "s",
     ),
     _c(
         "train_images_per_second",
         "float",
-        "training images processed (optimiser steps taken x batch) / `train_seconds`",
+        "images through the whole model (trunk and trained part) per second of `train_seconds` (which "
+        "includes the feature pass): optimiser steps taken x batch when every batch runs the whole model; with "
+        "cached trunk outputs, the training images (each went through the trunk once; later epochs run the "
+        "trained part only), so the probe's many cheap epochs are not counted as images",
         "images/s",
         "higher",
     ),
     _c(
         "peak_memory_bytes",
         "int",
-        "on GPU: the CUDA allocator's peak during the run; on CPU: the process's resident-set peak during the "
-        "run (Linux VmHWM, reset at the run's start)",
+        "on GPU: the CUDA allocator's peak during the run above what was allocated at its start (the run's "
+        "own tensors; trunk outputs shared between runs are kept on the host and count in every run that "
+        "uses them); on CPU: the whole process's resident-set peak (see `memory_kind`), which depends on what "
+        "ran before in the process: the report never marks it best",
         "bytes",
         "lower",
     ),
-    _c("memory_kind", "str", "`cuda_allocated`, `cpu_resident`, or `cpu_resident_process_lifetime`"),
+    _c(
+        "memory_kind",
+        "str",
+        "`cuda_allocated_above_start` (GPU), `cpu_process_resident_peak` (the process's resident high-water "
+        "mark, reset at the run's start) or `cpu_process_lifetime_peak` (where it could not be reset: the "
+        "peak over the process's whole life)",
+    ),
     _c("trunk_frozen", "bool", "the strategy froze a prefix of the model, which ran without autograd"),
     _c("trunk_cached", "bool", "that prefix ran once per image and training used its cached outputs"),
     _c(
         "trunk_cache_reused",
         "bool",
         "those outputs came from an earlier cell of the same sweep with the same trunk, preprocessing and "
-        "images (another learning rate or seed): no pass of the trunk in this run",
+        "images (another learning rate or seed): no pass of the trunk in this run, but its cost is charged",
     ),
     _c(
-        "trunk_cache_seconds",
+        "feature_seconds",
         "float",
-        "wall-clock time of the one no-grad pass of the trunk over every image of the run; part of "
-        "`train_seconds` and `eval_seconds`; 0 when not cached or reused",
+        "wall-clock time of the cached trunk's one no-grad pass over every image (training, validation, "
+        "test), measured when it ran and charged to every run that uses its outputs, reused or not; part of "
+        "`train_seconds` (training set) and `eval_seconds` (the others); 0 when the trunk is not cached",
         "s",
     ),
+    _c("trunk_cache_bytes", "int", "size of those cached outputs (0 when not cached)", "bytes"),
     _c("compiled", "bool", "the trained module ran through `torch.compile` (`--compile`)"),
     *PROVENANCE,
 ]

@@ -7,6 +7,7 @@ budget, the trunk runs once per image for the whole run and training uses the ca
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import OrderedDict
@@ -27,21 +28,45 @@ SPLITS = ("train", "val", "test")
 SHARED_TRUNKS = 2  # distinct trunks whose outputs a sweep keeps at once (the most recently used)
 
 
+@dataclasses.dataclass
+class TrunkOutputs:
+    """A frozen trunk's outputs for every image of each split, and what computing them cost: the wall-clock
+    seconds of the pass per split, measured once when it ran and kept with the outputs, so that every cell
+    that uses them is charged the same whether it computed them or reused them."""
+
+    tensors: dict[str, torch.Tensor]
+    seconds: dict[str, float]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(tensor.numel() * tensor.element_size() for tensor in self.tensors.values())
+
+    def to(self, device: torch.device | str) -> TrunkOutputs:
+        return TrunkOutputs({name: t.to(device) for name, t in self.tensors.items()}, dict(self.seconds))
+
+
 class SharedTrunkOutputs:
     """Frozen trunks' outputs, kept for a whole sweep. They depend only on the trunk's weights, the
     preprocessing and the images, never on the learning rate or the seed of the trained part, so every
-    search point and seed that shares a trunk computes its outputs once."""
+    search point and seed that shares a trunk computes its outputs once.
+
+    They are kept on the host (CPU) between cells and copied to the device by the cell that uses them: a
+    cell's device memory then holds only its own outputs, and its peak is the same whether it computed them
+    or reused them. Outputs that do not fit the host's free memory are not kept."""
 
     def __init__(self) -> None:
-        self._outputs: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+        self._outputs: OrderedDict[str, TrunkOutputs] = OrderedDict()
 
-    def get(self, key: str) -> dict[str, torch.Tensor] | None:
-        if key in self._outputs:
-            self._outputs.move_to_end(key)
-        return self._outputs.get(key)
+    def get(self, key: str, device: torch.device) -> TrunkOutputs | None:
+        if key not in self._outputs:
+            return None
+        self._outputs.move_to_end(key)
+        return self._outputs[key].to(device)
 
-    def put(self, key: str, outputs: dict[str, torch.Tensor]) -> None:
-        self._outputs[key] = outputs
+    def put(self, key: str, outputs: TrunkOutputs) -> None:
+        if outputs.nbytes > CACHE_FRACTION_OF_FREE_MEMORY * free_memory_bytes(torch.device("cpu")):
+            return
+        self._outputs[key] = outputs.to("cpu")  # on the CPU already: the same tensors, no copy
         while len(self._outputs) > SHARED_TRUNKS:
             self._outputs.popitem(last=False)
 
@@ -78,7 +103,7 @@ class Inputs:
         self.splits, self.pipeline, self.trunk = splits, pipeline, trunk
         self.augment, self.precision, self.device = augment, precision, device
         self.eval_batch_size = eval_batch_size
-        self.cache: dict[str, torch.Tensor] = {}
+        self.features: TrunkOutputs | None = None  # the trunk's outputs, when cached
         if trunk is not None:
             trunk.eval()  # frozen: dropout off, statistics fixed, so its outputs are deterministic
 
@@ -110,38 +135,33 @@ class Inputs:
             digest.update(_digest(getattr(self.splits, name).images))
         return digest.hexdigest()
 
-    def cache_trunk_outputs(
-        self,
-        train_watch: Stopwatch,
-        eval_watch: Stopwatch,
-        cache_watch: Stopwatch,
-        shared: SharedTrunkOutputs | None = None,
-    ) -> str:
+    def cache_trunk_outputs(self, shared: SharedTrunkOutputs | None = None) -> str:
         """One pass of the trunk over every image, when possible, or its outputs from an earlier cell of
-        the sweep. The pass counts as training for the training split and as evaluation for the others.
-        Returns "computed", "reused" or "" (not cached)."""
+        the sweep. Returns "computed", "reused" or "" (not cached); `features` holds them and their cost."""
         if not self.can_cache():
             return ""
         key = self.trunk_key() if shared is not None else ""
-        if shared is not None and (outputs := shared.get(key)) is not None:
-            self.cache = outputs
+        if shared is not None and (outputs := shared.get(key, self.device)) is not None:
+            self.features = outputs
             return "reused"
+        self.features = TrunkOutputs({}, {})
         for name in SPLITS:
-            with train_watch if name == "train" else eval_watch, cache_watch:
-                images = getattr(self.splits, name).images
-                self.cache[name] = torch.cat(
+            images = getattr(self.splits, name).images
+            with Stopwatch(self.device) as watch:
+                self.features.tensors[name] = torch.cat(
                     [
                         self._through_trunk(images[start : start + self.eval_batch_size], False, None)
                         for start in range(0, len(images), self.eval_batch_size)
                     ]
                 )
+            self.features.seconds[name] = watch.seconds
         if shared is not None:
-            shared.put(key, self.cache)
+            shared.put(key, self.features)
         return "computed"
 
     def batch(self, split_name: str, index: torch.Tensor, generator: torch.Generator | None = None):
-        if split_name in self.cache:
-            return self.cache[split_name][index]
+        if self.features is not None:
+            return self.features.tensors[split_name][index]
         augment = self.augment and split_name == "train"
         return self._through_trunk(getattr(self.splits, split_name).images[index], augment, generator)
 

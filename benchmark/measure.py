@@ -57,28 +57,42 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
+# What `peak_memory_bytes` measured (the `memory_kind` column).
+CUDA_ABOVE_START = "cuda_allocated_above_start"
+CPU_RESIDENT = "cpu_process_resident_peak"
+CPU_LIFETIME = "cpu_process_lifetime_peak"
+
+
 class PeakMemory:
-    """Peak memory of one run: the CUDA allocator's peak on GPU; on CPU the process's resident peak
-    (Linux VmHWM, reset at the start of the run so earlier runs in the same process do not count)."""
+    """Peak memory of one run.
+
+    GPU: the CUDA allocator's peak above what was allocated when `reset` was called, so tensors that an
+    earlier cell of the process left allocated (data splits shared by a sweep, a cache) are not counted and
+    the number does not depend on what ran before. CPU: the whole process's resident-set high-water mark
+    (Linux VmHWM), reset to the current resident size at `reset` where Linux allows it; it still counts
+    everything the process holds (the interpreter, libraries, earlier cells' leftovers), so it is a
+    process-level number that depends on run order: reported, never compared."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.kind = "cuda_allocated" if device.type == "cuda" else "cpu_resident"
+        self.device, self.start_bytes = device, 0
+        self.kind = CUDA_ABOVE_START if device.type == "cuda" else CPU_RESIDENT
 
     def reset(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_bytes = int(torch.cuda.memory_allocated(self.device))
             return
         try:
             _CLEAR_REFS.write_text("5")  # "5" resets the peak resident set size to the current one
         except OSError:
-            self.kind = "cpu_resident_process_lifetime"  # cannot reset: the peak covers the whole process
+            self.kind = CPU_LIFETIME  # cannot reset: the peak covers the whole process's life
 
     def peak_bytes(self) -> int:
         if self.device.type == "cuda":
-            return int(torch.cuda.max_memory_allocated(self.device))
+            return int(torch.cuda.max_memory_allocated(self.device)) - self.start_bytes
         if _STATUS.exists():
             for line in _STATUS.read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024  # reported in kB
+        self.kind = CPU_LIFETIME  # getrusage's peak cannot be reset
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux

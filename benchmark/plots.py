@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 import strategies  # noqa: E402
+from benchmark import search  # noqa: E402
 from benchmark.cells import BLOCK  # noqa: E402
+from benchmark.pipeline import steps_per_epoch  # noqa: E402
 from strategies.base import FAMILIES  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
@@ -86,11 +89,52 @@ def _range(row: pd.Series, column: str) -> list[list[float]] | None:
     return [[median - row[column + "_min"]], [row[column + "_max"] - median]]
 
 
+def _known(row: pd.Series, key: str) -> bool:
+    return key in row and pd.notna(row[key])
+
+
+def _planned_steps(row: pd.Series) -> str:
+    """Optimiser steps the run planned: `steps`, else epochs x steps per epoch ("?" where not recorded)."""
+    if _known(row, "steps") and row["steps"] > 0:
+        return f"{int(row['steps']):,}"
+    if all(_known(row, key) for key in ("epochs", "n_train", "batch_size")):
+        return f"{int(row['epochs']) * steps_per_epoch(int(row['n_train']), int(row['batch_size'])):,}"
+    return "?"
+
+
+def budget(row: pd.Series) -> str:
+    """A run's training budget in words: planned optimiser steps x batch, optimiser, augmentation, and the
+    size of the search grid it was chosen from."""
+    space = row.get("search_space")
+    points = len(search.grid(json.loads(space))) if isinstance(space, str) and space else 1
+    batch = int(row["batch_size"]) if _known(row, "batch_size") else "?"
+    augment = {True: "augmented", False: "no augmentation"}.get(row.get("augment"), "augmentation ?")
+    return f"{_planned_steps(row)} steps x {batch}, {row.get('optimizer', '?')}, {augment}, {points} search point(s)"
+
+
+def budget_note(runs: pd.DataFrame, group: pd.DataFrame) -> str:
+    """Says whether the drawn configurations had the same training budget, and lists them when not."""
+    rows = runs[runs["cell_hash"].isin(group["cell_hash"])].drop_duplicates("cell_hash")
+    labels = group.set_index("cell_hash")["label"]
+    budgets = {labels[row["cell_hash"]]: budget(row) for _, row in rows.iterrows()}
+    if len(set(budgets.values())) <= 1:
+        return f"Same training budget for every strategy: {next(iter(budgets.values()), 'n/a')}."
+    listed = "; ".join(f"{label}: {text}" for label, text in sorted(budgets.items()))
+    return f"Training budgets differ (each strategy's own recipe, not an equal-budget comparison): {listed}."
+
+
 def _scatter(
-    group: pd.DataFrame, styles: dict, x: str, xlabel: str, title: str, left_out: list[str]
+    group: pd.DataFrame,
+    styles: dict,
+    x: str,
+    xlabel: str,
+    title: str,
+    left_out: list[str],
+    extra_note: str = "",
 ) -> plt.Figure:
     """Test top-1 (mean, bootstrap 95% interval) of each strategy's validation-selected configuration against a
-    cost (time: median, min-max), with the Pareto front of those points. `left_out`: strategies not drawn."""
+    cost (time: median, min-max), with the Pareto front of those points. `left_out`: strategies not drawn;
+    `extra_note`: a line added under the figure (e.g. the budgets)."""
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn: set[tuple[float, float]] = set()
     column = x + "_median" if x + "_median" in group else x
@@ -121,6 +165,7 @@ def _scatter(
         "Each strategy's configuration selected by validation top-1 (search points: search.png); mean test "
         "top-1 with its bootstrap 95% interval; front over these points."
         + (f"\nNot drawn (not every seed succeeded): {', '.join(left_out)}." if left_out else "")
+        + (f"\n{extra_note}" if extra_note else "")
     )
     fig.text(0.01, -0.02, note, fontsize=8, va="top", wrap=True)
     return fig
@@ -340,6 +385,7 @@ def render_all(
                     "training time (s, median over seeds; bar: min–max; log scale)",
                     f"Accuracy vs training time — {where}",
                     left_out,
+                    budget_note(runs, group),
                 ),
                 Path(f"{prefix}accuracy_vs_time.png"),
             )

@@ -41,8 +41,9 @@ def _context(runs: pd.DataFrame, block: tuple) -> str:
         return ", ".join(sorted({str(value) for value in mine[column].dropna()})) or "n/a"
 
     memory = (
-        " Peak memory on CPU is the process's resident-set high-water mark (it depends on what ran before "
-        "in the same process): shown, never bold."
+        " Peak memory on CPU is the whole process's resident-set high-water mark (`memory_kind` "
+        "cpu_process_resident_peak, or cpu_process_lifetime_peak where it could not be reset), which depends on "
+        "what ran before in the same process: shown, never bold."
         if _on_cpu(mine)
         else ""
     )
@@ -116,8 +117,9 @@ def latex(blocks: list, ranks: TextTable | None, tuned_tex: str) -> str:
 def tuned_markdown(text_tables: list[TextTable]) -> str:
     parts = [
         "\n# Tuned sweep (`run --search`)\n",
-        "Per strategy, the grid ran with the first seed; the point with the best validation top-1 (ties: the "
-        "shorter run, then the grid order) ran with every seed. Test top-1 is the mean ± sample standard "
+        "Per strategy, the grid ran with the first seed; the point with the best validation top-1 (ties: fewer "
+        "trainable parameters, then the grid order; never wall-clock time) "
+        "ran with every seed. Test top-1 is the mean ± sample standard "
         "deviation [95% bootstrap interval] over those seeds; nothing was chosen by test. The same table is in "
         "`summary.tex`.\n",
     ]

@@ -27,7 +27,7 @@ from benchmark.data import Splits, train_subset
 from benchmark.distributed import Dist
 from benchmark.errors import Diverged
 from benchmark.evaluate import Tally
-from benchmark.inputs import Inputs, SharedTrunkOutputs, evaluate
+from benchmark.inputs import Inputs, SharedTrunkOutputs, TrunkOutputs, evaluate
 from benchmark.measure import PeakMemory, Stopwatch
 from benchmark.pipeline import Pipeline, epoch_order
 from benchmark.prepare import Prepared, prepare_model
@@ -52,13 +52,12 @@ class Outcome:
 
 @dataclasses.dataclass
 class Watches:
-    train: Stopwatch
+    train: Stopwatch  # training steps (a cached trunk's pass is charged apart: Inputs.features)
     eval: Stopwatch
-    cache: Stopwatch  # the one no-grad pass of a cached trunk, part of train and eval
 
     @classmethod
     def on(cls, device: torch.device) -> Watches:
-        return cls(Stopwatch(device), Stopwatch(device), Stopwatch(device))
+        return cls(Stopwatch(device), Stopwatch(device))
 
 
 def run(
@@ -76,15 +75,16 @@ def run(
     `shared_trunks` holds frozen trunks' outputs from earlier cells of the sweep."""
     dist, train, num_classes = dist or Dist(), cfg.train, len(splits.class_names)
     splits = train_subset(splits, train.train_size)
-    prepared = prepare_model(cfg.strategy, cfg.options, backbone.model)
-    prepared.model.to(device)
+    # Reset before the model reaches the device: on GPU the peak counts from what was allocated here.
     memory, watches = PeakMemory(device), Watches.on(device)
     memory.reset()
+    prepared = prepare_model(cfg.strategy, cfg.options, backbone.model)
+    prepared.model.to(device)
     pipeline = Pipeline(backbone.img_size, backbone.mean, backbone.std, device, splits.mirror_invariant)
     inputs = Inputs(
         splits, pipeline, prepared.trunk, train.augment, cfg.precision, cfg.eval_batch_size, device
     )
-    cached = inputs.cache_trunk_outputs(watches.train, watches.eval, watches.cache, shared_trunks)
+    cached = inputs.cache_trunk_outputs(shared_trunks)
     module = _wrap(prepared.trainable, dist, device, compile_model)
     optimizer = make_optimizer(prepared.model, train, device, prepared.strategy)
     plan = StepPlan.of(train, len(splits.train))
@@ -138,11 +138,16 @@ def run(
             else evaluate(prepared.trainable, inputs, "test", num_classes, dist)
         )
     steps_taken = plan.steps_until(progress.epoch)
-    trained_images = steps_taken * _images_per_step(train.batch_size, len(splits.train), dist)
+    # Images through the whole model, trunk included: a cached trunk saw each training image once.
+    trained_images = (
+        len(splits.train)
+        if inputs.features is not None
+        else steps_taken * _images_per_step(train.batch_size, len(splits.train), dist)
+    )
     row = (
         _outcome_columns(test, progress)
         | {"test_top1_last_epoch": last.top1, "early_stopped": progress.epoch < plan.epochs}
-        | _cost_columns(prepared, watches, memory, trained_images)
+        | _cost_columns(prepared, watches, memory, trained_images, inputs.features)
         | {"trunk_cached": bool(cached), "trunk_cache_reused": cached == "reused"}
         | {"compiled": compile_model, "img_size": backbone.img_size}
     )
@@ -207,8 +212,19 @@ def _outcome_columns(test: Tally, progress: checkpoint.Progress) -> dict[str, An
     }
 
 
-def _cost_columns(prepared: Prepared, watches: Watches, memory: PeakMemory, trained_images: int) -> dict:
+def _cost_columns(
+    prepared: Prepared,
+    watches: Watches,
+    memory: PeakMemory,
+    trained_images: int,
+    features: TrunkOutputs | None,
+) -> dict:
+    """Costs that mean the same in every cell: a cached trunk's pass is charged to every cell that uses its
+    outputs (its training split to training, the others to evaluation), computed here or reused."""
     counts = prepared.counts
+    seconds = features.seconds if features is not None else {}
+    train_seconds = watches.train.seconds + seconds.get("train", 0.0)
+    eval_seconds = watches.eval.seconds + seconds.get("val", 0.0) + seconds.get("test", 0.0)
     return {
         "trainable_params": counts.trainable,
         "trainable_params_excluding_head": counts.trainable_excluding_head,
@@ -216,12 +232,13 @@ def _cost_columns(prepared: Prepared, watches: Watches, memory: PeakMemory, trai
         "head_params": counts.head,
         "total_params": counts.total,
         "trainable_fraction": counts.trainable / counts.total,
-        "train_seconds": watches.train.seconds,
-        "eval_seconds": watches.eval.seconds,
-        "train_images_per_second": trained_images / max(watches.train.seconds, 1e-9),
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "train_images_per_second": trained_images / max(train_seconds, 1e-9),
         "peak_memory_bytes": memory.peak_bytes(),
         "memory_kind": memory.kind,
-        "trunk_cache_seconds": watches.cache.seconds,
+        "feature_seconds": sum(seconds.values()),
+        "trunk_cache_bytes": features.nbytes if features is not None else 0,
         "trunk_frozen": prepared.trunk is not None,
     }
 

@@ -2,8 +2,9 @@
 
 Stage 1 (search): per strategy, the product of the `--search` axes runs with the first seed only.
 Stage 2 (final): once every search point of a strategy has a row on disk, the point with the best
-validation top-1 (`best_val_top1`; ties: the lower `train_seconds`, then the grid order) runs with every
-seed. The first seed's final run is the search run of that point (same config hash), never rerun.
+validation top-1 (`best_val_top1`; ties: fewer trainable parameters, then the grid order; never wall-clock
+time, which a shared machine makes noisy) runs with every seed. The first seed's final run is the search run
+of that point (same config hash), never rerun.
 Nothing is chosen by looking at test. The final stage is derived from the rows on disk, so a rerun after
 a kill, or a shard started after the others, continues where things stand.
 """
@@ -109,9 +110,10 @@ def grid(axes: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
-def choose(candidates: list[tuple[float, float, int]]) -> int:
-    """Of (validation top-1, train seconds, grid position) tuples, the position of the best validation
-    top-1; ties go to the cheaper run, then to the earlier point in the grid."""
+def choose(candidates: list[tuple[float, int, int]]) -> int:
+    """Of (validation top-1, trainable parameters, grid position) tuples, the position of the best validation
+    top-1; ties go to fewer trainable parameters, then to the earlier point in the grid. Never wall-clock
+    time: it varies from run to run on a shared machine."""
     return min(candidates, key=lambda item: (-item[0], item[1], item[2]))[2]
 
 
@@ -224,7 +226,7 @@ class TunedSweep:
                 missing.append(f"{group.strategy} needs {', '.join(lacking)} (seed {self.seeds[0]})")
                 continue
             candidates = [
-                (float(row["best_val_top1"]), float(row["train_seconds"]), index)
+                (float(row["best_val_top1"]), int(row["trainable_params"]), index)
                 for index, row in enumerate(rows)
                 if row["status"] == "ok"
             ]

@@ -91,11 +91,16 @@ def _flops(step: Callable[[], Any]) -> int:
 
 
 def _measure(
-    kind: str, name: str, step: Callable[[], Any], model: nn.Module, spec: SpeedSpec, device: torch.device
+    kind: str,
+    name: str,
+    step: Callable[[], Any],
+    model: nn.Module,
+    spec: SpeedSpec,
+    device: torch.device,
+    memory: PeakMemory,
 ) -> dict[str, Any]:
+    """`memory` was reset before the model was made: its peak counts the model, its state and the step."""
     flops = _flops(step)  # also the first warm-up step
-    memory = PeakMemory(device)
-    memory.reset()
     seconds = _time(step, spec.warmup_steps, spec.steps, device)
     counts = ParamCounts.of(model)
     achieved = flops / seconds / 1e12
@@ -117,6 +122,7 @@ def _measure(
 
 
 def _setup(spec: SpeedSpec, device: torch.device):
+    """The model (on the CPU), images and labels; `PeakMemory` is reset first (see `_measure`)."""
     seed_everything(0)
     created = backbones.create(spec.model, spec.num_classes, "none", spec.img_size, spec.model_args)
     size = created.img_size
@@ -125,7 +131,14 @@ def _setup(spec: SpeedSpec, device: torch.device):
     return created.model, images, labels
 
 
+def _memory(device: torch.device) -> PeakMemory:
+    memory = PeakMemory(device)
+    memory.reset()
+    return memory
+
+
 def strategy_row(name: str, spec: SpeedSpec, train: TrainParams, device: torch.device) -> dict[str, Any]:
+    memory = _memory(device)
     model, images, labels = _setup(spec, device)
     prepared = prepare_model(name, None, model)
     prepared.model.to(device).train()
@@ -142,12 +155,14 @@ def strategy_row(name: str, spec: SpeedSpec, train: TrainParams, device: torch.d
         prepared.model,
         spec,
         device,
+        memory,
     )
     return row | {"optimizer": train.optimizer}
 
 
 def bare_loop_row(spec: SpeedSpec, device: torch.device) -> dict[str, Any]:
     """A plain loop on the whole model with plain SGD (momentum 0.9): the floor for a full step."""
+    memory = _memory(device)
     model, images, labels = _setup(spec, device)
     model = model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -160,10 +175,12 @@ def bare_loop_row(spec: SpeedSpec, device: torch.device) -> dict[str, Any]:
         loss.backward()
         optimizer.step()
 
-    return _measure("bare_loop", "bare loop (full model)", step, model, spec, device) | {"optimizer": "sgd"}
+    row = _measure("bare_loop", "bare loop (full model)", step, model, spec, device, memory)
+    return row | {"optimizer": "sgd"}
 
 
 def forward_row(spec: SpeedSpec, device: torch.device) -> dict[str, Any]:
+    memory = _memory(device)
     model, images, _ = _setup(spec, device)
     model = model.to(device).eval()
 
@@ -171,7 +188,8 @@ def forward_row(spec: SpeedSpec, device: torch.device) -> dict[str, Any]:
         with torch.no_grad(), autocast(device, spec.precision):
             model(images)
 
-    return _measure("forward_only", "forward only (no grad)", step, model, spec, device) | {"optimizer": ""}
+    row = _measure("forward_only", "forward only (no grad)", step, model, spec, device, memory)
+    return row | {"optimizer": ""}
 
 
 def run_speed(spec: SpeedSpec, device: torch.device, flags: dict[str, Any], log) -> pd.DataFrame:

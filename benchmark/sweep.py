@@ -148,6 +148,7 @@ def identity_row(cell: RunConfig, splits: data.Splits, device: torch.device, dis
         "data_verified": splits.verified,
         "n_train": data.train_count(splits, cell.train.train_size),
         "n_val": len(splits.val),
+        "n_labelled": data.train_count(splits, cell.train.train_size) + len(splits.val),
         "n_test": len(splits.test),
         "num_classes": len(splits.class_names),
         "model": cell.model,

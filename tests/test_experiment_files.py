@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import strategies
 from benchmark import cli, experiment, store
 from tests.helpers import ROOT, TINY, TINY_ARGS, TINY_IMG, TINY_MODEL
 
@@ -171,11 +173,41 @@ def test_protocol_dry_runs_offline(workdir, capsys, path):
 
 
 def test_protocol_headers_cite_their_source_and_departures():
-    assert [path.stem for path in PROTOCOLS] == ["data_efficiency", "vit_finetune", "vtab1k"]
+    assert [path.stem for path in PROTOCOLS] == ["data_efficiency", "equal_budget", "vit_finetune", "vtab1k"]
     for path in PROTOCOLS:
         lines = path.read_text().splitlines()
         header = "\n".join(lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))])
         assert "et al. 20" in header and "Where this benchmark departs" in header, path.name
+
+
+def test_equal_budget_gives_every_strategy_the_same_budget(workdir):
+    """`--strategies all` as the README shows it: every strategy's search cells have the same steps, batch,
+    optimiser, schedule, augmentation and the same learning-rate grid; only what defines a method differs.
+    (The cells as `run` expands them, without the dry run's per-cell parameter counts on ViT-B.)"""
+    from benchmark import search
+
+    argv = ["run", "--config", str(ROOT / "protocols" / "equal_budget.yaml"), "--strategies", "all"]
+    args = cli.build_parser().parse_args(argv)
+    sweeps = cli._sweeps(cli.build_parser(), argv, args)
+    assert [sweep.args.dataset for sweep in sweeps] == ["cifar10", "cifar100"]
+    cells = search.first_stage(cli.spec_from_args(sweeps[0].args))
+    assert {cell.strategy for cell in cells} == set(strategies.names())
+    # epochs and warmup_epochs are each strategy's default and unused: `steps` replaces them
+    unused = {"lr", "epochs", "warmup_epochs"}
+    budgets = {
+        json.dumps({k: v for k, v in dataclasses.asdict(cell.train).items() if k not in unused})
+        for cell in cells
+    }
+    assert len(budgets) == 1, budgets
+    budget = json.loads(budgets.pop())
+    assert (budget["steps"], budget["batch_size"], budget["optimizer"], budget["augment"]) == (
+        2500,
+        128,
+        "adamw",
+        True,
+    )
+    grids = {name: sorted(c.train.lr for c in cells if c.strategy == name) for name in strategies.names()}
+    assert all(grid == grids["full"] for grid in grids.values()) and len(grids["full"]) == 5
 
 
 def _runs() -> pd.DataFrame:
@@ -190,7 +222,8 @@ def _runs() -> pd.DataFrame:
     ]:
         for seed, test in enumerate(tests):
             rows.append(
-                dict(dataset="cifar10", model="m", strategy=strategy, n_train=size, cell_hash=cell, seed=seed)
+                dict(dataset="cifar10", model="m", strategy=strategy, n_train=size, n_val=20)
+                | dict(cell_hash=cell, seed=seed)
                 | dict(status="ok", best_val_top1=val, test_top1=test, train_size=str(size))
             )
     rows.append(rows[-1] | {"status": "failed", "test_top1": 0.0, "seed": 5})
@@ -201,6 +234,7 @@ def test_efficiency_points_select_by_validation_and_average_seeds():
     from benchmark.efficiency import differs_in_train_size, efficiency_points
 
     points = efficiency_points(_runs()).set_index(["strategy", "n_train"])
+    assert list(points["n_labelled"]) == [120, 1020, 120, 1020], "training + validation images"
     assert points.loc[("lora", 1000), "mean"] == pytest.approx(72.0)  # (70 + 74) / 2, cell d
     assert points.loc[("lora", 1000), "std"] == pytest.approx(2 * 2**0.5)  # sample std of 70, 74
     assert points.loc[("linear", 100), "mean"] == pytest.approx(41.0)
@@ -217,7 +251,7 @@ def test_data_efficiency_figure_has_a_line_per_strategy_on_a_log_axis():
     assert ax.get_xscale() == "log"
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["linear", "lora"]
     lora = next(bars for bars in ax.containers if bars.get_label() == "lora")
-    assert list(lora.lines[0].get_xdata()) == [100, 1000]
+    assert list(lora.lines[0].get_xdata()) == [120, 1020], "labelled images: 100 or 1,000 + 20 validation"
     assert list(lora.lines[0].get_ydata()) == pytest.approx([46.0, 72.0])  # (45+47)/2, cell d's (70+74)/2
 
 

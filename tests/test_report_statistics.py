@@ -50,7 +50,7 @@ def write_row(results: Path, strategy: str, seed: int, **values: object) -> dict
         "n_train": 1000,
         "device": "cpu",
         "device_name": "test CPU",
-        "memory_kind": "cpu_resident",
+        "memory_kind": "cpu_process_resident_peak",
         "trainable_params": {"full": 85_800_000, "lora": 300_000, "linear": 7_690}[strategy],
         "trainable_params_excluding_head": {"full": 85_790_000, "lora": 294_912, "linear": 0}[strategy],
         "total_params": 85_800_000,
