@@ -119,6 +119,12 @@ def strategy_modules(module: str) -> list[str]:
 
 
 @functools.cache
+def _module_hash(module: str) -> str:
+    """`source_hash` of a module's file, once per process (the training modules are shared by every strategy)."""
+    return source_hash(_path(module).read_text(encoding="utf-8"))
+
+
+@functools.cache
 def code_version(strategy: str) -> str:
     """The hash of the code that decides a registered strategy's trained numbers (see the module's text)."""
     import strategies
@@ -126,7 +132,7 @@ def code_version(strategy: str) -> str:
     modules = sorted({*strategy_modules(strategies.get(strategy).__module__), *TRAINING_MODULES})
     digest = hashlib.sha256()
     for module in modules:
-        digest.update(f"{module}\n{source_hash(_path(module).read_text(encoding='utf-8'))}\n".encode())
+        digest.update(f"{module}\n{_module_hash(module)}\n".encode())
     return digest.hexdigest()[:HASH_CHARACTERS]
 
 
