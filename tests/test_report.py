@@ -11,11 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import strategies
 from benchmark import store
 from benchmark.store import SCHEMAS
 from tests.counts import expected_effective, expected_trainable
-from tests.helpers import SWEEP, run_cli, tiny_run
+from tests.helpers import SWEEP, SWEEP_STRATEGIES, run_cli, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ def test_aggregates_match_the_rows(report, sweep_results):
         columns=["strategy", "lr", "status", "test_top1", "train_seconds", "trainable_params"],
     )
     ok = rows[rows["status"] == "ok"]
-    for name in strategies.names():
+    for name in SWEEP_STRATEGIES:
         cell = summary[(summary["strategy"] == name) & (summary["seeds"] > 0)]
         assert len(cell) == 1, f"{name}: one aggregated cell expected"
         runs = ok[ok["strategy"] == name]
@@ -164,11 +163,9 @@ def test_results_written_before_and_after_a_column_was_added_read_back_whole(tmp
 
 def test_sweep_writes_one_ok_row_per_cell_in_the_schema(sweep_results):
     runs = store.read(sweep_results, "runs")  # the whole folder, as the README says to read it
-    assert len(runs) == 2 * len(strategies.names())
+    assert len(runs) == 2 * len(SWEEP_STRATEGIES)
     assert set(runs["status"]) == {"ok"}
-    assert sorted(runs.groupby("strategy")["seed"].apply(sorted).tolist()) == [[0, 1]] * len(
-        strategies.names()
-    )
+    assert sorted(runs.groupby("strategy")["seed"].apply(sorted).tolist()) == [[0, 1]] * len(SWEEP_STRATEGIES)
     for path in (sweep_results / "runs").glob("*.parquet"):
         assert pq.read_schema(path).remove_metadata() == SCHEMAS["runs"]
     for _, run in runs.iterrows():  # exact counts, the head counted once
@@ -201,7 +198,7 @@ def test_rerun_skips_finished_cells(sweep_results):
     before = sorted(path.name for path in (sweep_results / "runs").iterdir())
     result = run_cli(*SWEEP, cwd=folder)
     assert result.returncode == 0, result.stderr
-    assert f"skipping {2 * len(strategies.names())} cell(s) already done" in result.stderr
+    assert f"skipping {2 * len(SWEEP_STRATEGIES)} cell(s) already done" in result.stderr
     assert sorted(path.name for path in (sweep_results / "runs").iterdir()) == before
 
 
