@@ -135,7 +135,9 @@ def _scatter(
     """Test top-1 (mean, bootstrap 95% interval) of each strategy's validation-selected configuration against a
     cost (time: median, min-max), with the Pareto front of those points. `left_out`: strategies not drawn;
     `extra_note`: a line added under the figure (e.g. the budgets)."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    # Taller and a two-column legend when many strategies share the figure, so that the axes keep their size.
+    columns = 1 if len(group) <= 20 else 2
+    fig, ax = plt.subplots(figsize=(8, max(5.0, 0.3 * len(group) / columns + 1)))
     drawn: set[tuple[float, float]] = set()
     column = x + "_median" if x + "_median" in group else x
     for _, row in group.iterrows():
@@ -160,7 +162,14 @@ def _scatter(
     ax.set_ylabel("test top-1 accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="strategy (seeds)", frameon=False)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+        title="strategy (seeds)",
+        frameon=False,
+        ncols=columns,
+        fontsize=9 if columns == 1 else 8,
+    )
     note = (
         "Each strategy's configuration selected by validation top-1 (search points: search.png); mean test "
         "top-1 with its bootstrap 95% interval; front over these points."
