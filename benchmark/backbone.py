@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
 import importlib
 import math
@@ -93,7 +95,21 @@ def create_skeleton(
 ) -> nn.Module:
     """The architecture on the meta device: no memory, no weights; for counting and validation.
     An architecture that cannot be built (num_heads not dividing the width, a negative size, an image
-    smaller than one patch) is a one-line UsageError."""
+    smaller than one patch) is a one-line UsageError.
+
+    A copy of one skeleton per architecture: timm's weight initialisation runs even on the meta device
+    (0.35 s for ViT-B/16), and a plan builds one per cell (112 in the VTAB-1k protocol's dry run)."""
+    key = tuple(sorted(model_args.items()))
+    try:
+        hash(key)
+    except TypeError:  # a list-valued --model-arg: built each time
+        return _skeleton.__wrapped__(name, num_classes, img_size, key)
+    return copy.deepcopy(_skeleton(name, num_classes, img_size, key))
+
+
+@functools.lru_cache(maxsize=8)
+def _skeleton(name: str, num_classes: int, img_size: int | None, model_args: tuple) -> nn.Module:
+    model_args = dict(model_args)
     try:
         with torch.device("meta"):
             model = _create(name, num_classes, img_size, model_args, pretrained=False)

@@ -19,9 +19,12 @@ from strategies.base import Strategy
 from tests.cifar_layout import write_archive, write_folder
 from tests.helpers import TINY_ARGS, run_cli, start_cli, tiny_run
 
-# 6 epochs of `full` on the tiny ViT: a few seconds, long enough to be killed in the middle.
+# `full` on the tiny ViT for LONG_EPOCHS: about 2.5 s on one core, so that a signal sent once the first
+# checkpoint (epoch 1) is on disk reaches a run with 19 epochs left, however slow the machine is to deliver
+# it (with 6 epochs, 0.8 s in all, a loaded CI machine once saw the run finish first).
+LONG_EPOCHS = 20
 LONG_CELL = [
-    *tiny_run("full", epochs=6),
+    *tiny_run("full", epochs=LONG_EPOCHS),
 ]
 
 
@@ -57,7 +60,7 @@ def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path):
     assert after_kill.loc[0, "test_loss"] == pytest.approx(uninterrupted.loc[0, "test_loss"], rel=1e-6)
     history = pd.read_parquet(killed / "results" / "epochs").sort_values("epoch")
     reference = pd.read_parquet(clean / "results" / "epochs").sort_values("epoch")
-    assert list(history["epoch"]) == list(range(1, 7))
+    assert list(history["epoch"]) == list(range(1, LONG_EPOCHS + 1))
     torch.testing.assert_close(
         torch.tensor(history["val_loss"].to_numpy()),
         torch.tensor(reference["val_loss"].to_numpy()),
