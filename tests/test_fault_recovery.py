@@ -19,6 +19,9 @@ from benchmark.progress import Progress
 from benchmark.sweep import ExecuteOptions, execute, expand
 from tests.helpers import tiny_run
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_fault_recovery")
+
 CELL = tiny_run("linear", epochs=1)
 
 

@@ -11,6 +11,9 @@ from PIL import Image
 
 from benchmark import cli, store
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_kept_runs")
+
 # A digits run like the demo's, smaller and from random initialisation: 2 blocks of width 32, 3 epochs.
 DIGITS_RUN = ["run", "--dataset", "digits", "--model", "vit_tiny_patch16_224", "--no-pretrained"]
 DIGITS_RUN += ["--img-size", "32", "--model-arg", "patch_size=8", "--model-arg", "depth=2"]

@@ -17,6 +17,9 @@ from tests.cifar_layout import write_archive
 from tests.helpers import TINY_ARGS, tiny_run
 from tests.test_bad_input import png_header
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_planted_files")
+
 
 class Payload:
     """Unpickling this creates the marker file: the harmless stand-in for code run by a planted file."""

@@ -16,6 +16,9 @@ from benchmark.store import SCHEMAS
 from tests.counts import expected_effective, expected_trainable
 from tests.helpers import SWEEP, SWEEP_STRATEGIES, run_cli, tiny_run
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_report")
+
 
 @pytest.fixture(scope="module")
 def report(sweep_results, tmp_path_factory):

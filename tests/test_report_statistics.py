@@ -16,6 +16,9 @@ from scipy import stats
 from benchmark import cells, plots, statistics, store
 from tests.helpers import run_cli
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_report_statistics")
+
 SEEDS = [0, 1, 2, 3, 4]
 
 

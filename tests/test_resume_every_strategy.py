@@ -22,6 +22,9 @@ from benchmark.training import seed_everything
 from strategies.base import Strategy
 from tests.helpers import TINY, TINY_IMG, TINY_MODEL, tiny_run
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_resume_every_strategy")
+
 CPU = torch.device("cpu")
 # 5 epochs of 2 steps (32 training images, batches of 16): 10 steps. AdaLoRA's defaults then warm up for
 # int(0.1 * 10) = 1 step, prune over steps 2-7, fix the budget at step 8 and train steps 9-10 under the

@@ -15,6 +15,9 @@ from scipy import stats
 from benchmark import cli, report, statistics, store
 from tests.helpers import TINY_ARGS
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_search")
+
 # Two strategies with two learning rates each, two seeds: 4 search runs, then 2 final runs (seed 1).
 # The learning rates are far apart, so that on this data their validation accuracies differ (a tie
 # would be broken by training time, which is not reproducible).

@@ -17,6 +17,9 @@ import strategies
 from benchmark import cli, store
 from tests.helpers import ROOT
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_shipped_backbone")
+
 DEMO = str(ROOT / "protocols" / "demo.yaml")
 SHIPPED = str(ROOT / "weights" / "glyph_vit_p8_d2_w64.safetensors")
 SHORT = [

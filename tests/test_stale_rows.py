@@ -18,6 +18,9 @@ from benchmark.prepare import prepare_model
 from benchmark.training import augmentation_generator, make_scheduler
 from tests.helpers import ROOT, run_cli, tiny_run, tiny_vit
 
+# Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("test_stale_rows")
+
 CELL = tiny_run("linear", epochs=1)
 
 
