@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import strategies
-from benchmark.arguments import build_dataclass
 from benchmark.errors import UsageError
 from benchmark.limits import check_float, check_int
+from benchmark.parsing import build_dataclass
 from benchmark.registry import did_you_mean
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import torch
 
+from benchmark.paths import PROJECT
+
 
 def _git(*args: str) -> str:
-    root = Path(__file__).resolve().parent.parent
+    root = PROJECT
     try:
         return subprocess.run(
             ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10

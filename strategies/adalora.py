@@ -13,7 +13,7 @@ Stored and effective counts: the pruned ranks are masked, not removed, so the mo
 throughout: (12 x 768 + 2,304 x 12 + 12) x 12 = 442,512 numbers on ViT-B/16's qkv layers, of which the
 final budget (`target_r` 8 per module on average) keeps 8 x (768 + 2,304 + 1) x 12 = 295,008
 (`effective_params`). The singular values, stored as (r, 1), are exempt from weight decay like every
-vector (benchmark/optimizer_groups.py).
+vector (benchmark/train/optimizer_groups.py).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class Strategy:
     def no_weight_decay(self, name: str, param: nn.Parameter) -> bool:
         """True for a vector the method stores with a second dimension of size 1 (a scale or singular value
         per output, shaped (n, 1)). Weight decay leaves every vector alone: biases, norm weights, the
-        model's `no_weight_decay()` names and every 1-D parameter already (benchmark/optimizer_groups.py);
+        model's `no_weight_decay()` names and every 1-D parameter already (benchmark/train/optimizer_groups.py);
         this names the others, so that no method's scales are pulled towards 0 while another's are not.
         """
         return False

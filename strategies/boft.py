@@ -13,7 +13,7 @@ Stored and effective counts: peft stores each block whole (b x b = 16 numbers at
 transform uses only its skew-symmetric part, b(b - 1)/2 = 6 free numbers: on ViT-B/16 the adapter stores
 (192 x 16 + 2,304) x 12 = 64,512 numbers of which (192 x 6 + 2,304) x 12 = 41,472 reach the output
 (`effective_params`). The output scales, stored as (n, 1), are exempt from weight decay like every vector
-(benchmark/optimizer_groups.py).
+(benchmark/train/optimizer_groups.py).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Departures, in numbers:
   initialisation, zero coefficients (`init_weights=True`). The update is linear in the coefficients, so
   they receive gradients from the first step.
 - weight decay: the reference decays the spectrum (AdamW, 1e-4 on every parameter); here the spectrum is
-  a vector and, like every vector, is exempt (benchmark/optimizer_groups.py); the head weight is decayed.
+  a vector and, like every vector, is exempt (benchmark/train/optimizer_groups.py); the head weight is decayed.
 - recipe: the PEFT protocol's batch 128, 1 warm-up epoch and cosine decay, where the reference uses
   batch 50 x 4 accumulation steps = 200, no warm-up and linear decay, 10 epochs in both.
 - a layer with fewer than `n_frequency` weights (e.g. 32 x 32 = 1,024 on the tests' tiny ViT) trains its

@@ -5,7 +5,7 @@ into one `qkv` projection, so here the whole qkv output is rescaled (queries too
 block, a departure from the paper), and `fc2`'s input, the feed-forward's hidden activations (4 x width
 numbers per block), as the paper. The vectors start at one, so the model starts at the backbone's function.
 peft stores them as (n, 1) and (1, n) matrices; they are scales and, like every vector, exempt from weight
-decay (benchmark/optimizer_groups.py), which would otherwise pull them from 1 towards 0.
+decay (benchmark/train/optimizer_groups.py), which would otherwise pull them from 1 towards 0.
 """
 
 from __future__ import annotations

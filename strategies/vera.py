@@ -10,7 +10,7 @@ As the reference (Kopiczko et al. 2024, image classification with ViT; peft's Ve
 value projections are adapted apart: timm's fused `qkv` is split into q, k and v first (see
 `strategies._qkv`), so ViT-B/16 trains (256 + 768) x 2 x 12 = 24,576 numbers besides the head, where the
 fused qkv would give (256 + 2,304) x 12 = 30,720. The scaling vectors are exempt from weight decay, like
-every vector (benchmark/optimizer_groups.py).
+every vector (benchmark/train/optimizer_groups.py).
 """
 
 from __future__ import annotations

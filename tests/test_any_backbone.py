@@ -12,7 +12,7 @@ import torch
 
 import strategies
 from benchmark import cli
-from benchmark.measure import ParamCounts
+from benchmark.train.measure import ParamCounts
 
 CLASSES = 10
 # ResNet-18 (He et al. 2016, Table 1): stem 7x7 conv 3->64, then four stages of two basic blocks

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from benchmark import backbone
 from benchmark.errors import UsageError
+from benchmark.weights import backbone
 from tests.helpers import TINY, TINY_MODEL, tiny_vit
 
 

@@ -10,8 +10,10 @@ import sys
 import pytest
 
 import strategies
-from benchmark import cli, columns
-from benchmark.store import SCHEMAS
+from benchmark import cli
+from benchmark.cli.listing import strategy_markdown
+from benchmark.results import readme
+from benchmark.results.store import SCHEMAS
 from tests.helpers import ROOT, TINY_ARGS, run_cli, run_process
 
 
@@ -171,7 +173,7 @@ def test_help_list_and_usage_errors_import_no_torch(tmp_path):
 
 def test_results_readme_documents_every_column_as_declared():
     text = (ROOT / "results" / "README.md").read_text()
-    assert columns.render_readme(text) == text, "run `python -m benchmark.columns` to regenerate"
+    assert readme.render_readme(text) == text, "run `python -m benchmark.results.readme` to regenerate"
     for table in SCHEMAS:
         assert f"<!-- columns:{table} -->" in text
 
@@ -179,7 +181,7 @@ def test_results_readme_documents_every_column_as_declared():
 def test_readme_strategy_table_is_the_registry():
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- strategies -->\n")[1].split("\n<!-- /strategies -->")[0]
-    assert block == cli.strategy_markdown(), "paste `python -m benchmark list --markdown` into README.md"
+    assert block == strategy_markdown(), "paste `python -m benchmark list --markdown` into README.md"
     assert block.count("\n| `") == len(strategies.names()) >= 20
 
 

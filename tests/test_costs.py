@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark import cells, cli, search, store
-from benchmark import sweep as sweep_module
-from benchmark.inputs import SharedTrunkOutputs
-from benchmark.measure import PeakMemory
+from benchmark import cli
+from benchmark.report import cells
+from benchmark.results import selection, store
+from benchmark.sweep import engine as sweep_module
+from benchmark.train.inputs import SharedTrunkOutputs
+from benchmark.train.measure import PeakMemory
 from tests.helpers import TINY_ARGS, tiny_vit
 
 CPU_KINDS = {"cpu_process_resident_peak", "cpu_process_lifetime_peak"}
@@ -61,9 +63,9 @@ def test_the_probes_feature_pass_is_charged_to_every_seed_and_its_throughput_com
 
 def test_search_ties_go_to_fewer_parameters_then_grid_order_never_to_time():
     # (validation top-1, trainable parameters, grid position)
-    assert search.choose([(0.9, 5_000, 0), (0.9, 1_000, 1), (0.8, 10, 2)]) == 1
-    assert search.choose([(0.9, 1_000, 2), (0.9, 1_000, 1), (0.95, 9_999, 0)]) == 0
-    assert search.choose([(0.9, 1_000, 2), (0.9, 1_000, 1)]) == 1
+    assert selection.choose([(0.9, 5_000, 0), (0.9, 1_000, 1), (0.8, 10, 2)]) == 1
+    assert selection.choose([(0.9, 1_000, 2), (0.9, 1_000, 1), (0.95, 9_999, 0)]) == 0
+    assert selection.choose([(0.9, 1_000, 2), (0.9, 1_000, 1)]) == 1
 
 
 def test_the_report_picks_the_search_choice_by_the_same_rule():
@@ -117,7 +119,7 @@ def test_gpu_peak_memory_does_not_depend_on_what_ran_before(pretrained, monkeypa
 
 
 def test_the_accuracy_vs_time_figure_says_when_budgets_differ():
-    from benchmark.plots import budget_note
+    from benchmark.report.plots import budget_note
 
     group = pd.DataFrame({"cell_hash": ["p", "f"], "label": ["linear", "full"]})
     common = dict(steps=0, n_train=1000, batch_size=100, search_space=None)

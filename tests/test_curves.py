@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark import store
+from benchmark.results import store
 from tests.helpers import run_cli, tiny_run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark import data
+from benchmark.data import datasets
 from benchmark.errors import UsageError
 from tests.cifar_layout import LAYOUT, write_archive, write_folder
 
@@ -13,7 +13,7 @@ from tests.cifar_layout import LAYOUT, write_archive, write_folder
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_reads_the_official_folder_layout(tmp_path, name):
     written = write_folder(tmp_path, name)
-    splits = data.load(name, tmp_path, val_fraction=0.2, download=False)
+    splits = datasets.load(name, tmp_path, val_fraction=0.2, download=False)
     classes = LAYOUT[name]["classes"]
     assert splits.class_names == written["class_names"]
     assert len(splits.train) + len(splits.val) == len(written["train_labels"])
@@ -30,7 +30,7 @@ def test_reads_the_official_folder_layout(tmp_path, name):
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_extracts_the_official_archive(tmp_path, name):
     written = write_archive(tmp_path, name)
-    splits = data.load(name, tmp_path, val_fraction=0.1, download=False)
+    splits = datasets.load(name, tmp_path, val_fraction=0.1, download=False)
     assert (tmp_path / LAYOUT[name]["folder"]).is_dir()
     assert len(splits.train) + len(splits.val) == len(written["train_labels"])
     assert splits.class_names == written["class_names"]
@@ -38,8 +38,8 @@ def test_extracts_the_official_archive(tmp_path, name):
 
 def test_validation_split_is_fixed_and_disjoint(tmp_path):
     write_folder(tmp_path, "cifar10")
-    first = data.load("cifar10", tmp_path, 0.2, download=False)
-    second = data.load("cifar10", tmp_path, 0.2, download=False)
+    first = datasets.load("cifar10", tmp_path, 0.2, download=False)
+    second = datasets.load("cifar10", tmp_path, 0.2, download=False)
     assert torch.equal(first.val.images, second.val.images)
     train_ids = set(first.train.images[:, 0, 0, 0].tolist())
     val_ids = set(first.val.images[:, 0, 0, 0].tolist())
@@ -51,7 +51,7 @@ def test_truncated_archive_is_a_clear_error(tmp_path):
     content = written["archive"].read_bytes()
     written["archive"].write_bytes(content[: len(content) // 2])
     with pytest.raises(UsageError, match="corrupt or truncated"):
-        data.load("cifar10", tmp_path, 0.02, download=False)
+        datasets.load("cifar10", tmp_path, 0.02, download=False)
     assert not (tmp_path / LAYOUT["cifar10"]["folder"]).exists(), "a failed extraction left a folder behind"
 
 
@@ -59,16 +59,16 @@ def test_folder_missing_a_batch_is_a_clear_error(tmp_path):
     written = write_folder(tmp_path, "cifar10")
     (written["folder"] / "data_batch_3").unlink()
     with pytest.raises(UsageError, match="lacks data_batch_3"):
-        data.load("cifar10", tmp_path, 0.02, download=False)
+        datasets.load("cifar10", tmp_path, 0.02, download=False)
 
 
 def test_absent_dataset_says_where_to_put_the_archive(tmp_path):
     with pytest.raises(UsageError, match="put cifar-100-python.tar.gz"):
-        data.load("cifar100", tmp_path, 0.02, download=False)
+        datasets.load("cifar100", tmp_path, 0.02, download=False)
 
 
 def test_digits_are_the_real_scikit_learn_digits():
-    splits = data.load("digits", "unused", 0.1)
+    splits = datasets.load("digits", "unused", 0.1)
     assert len(splits.train) + len(splits.val) + len(splits.test) == 1797
     assert splits.train.images.shape[1:] == (3, 8, 8)
     assert splits.mirror_invariant is False
@@ -77,4 +77,4 @@ def test_digits_are_the_real_scikit_learn_digits():
 
 def test_unknown_dataset_suggests_the_closest():
     with pytest.raises(UsageError, match="Did you mean 'cifar10'"):
-        data.info("cifar1O")
+        datasets.info("cifar1O")

@@ -13,7 +13,12 @@ import pytest
 import yaml
 
 import strategies
-from benchmark import cli, experiment, store
+from benchmark import cli
+from benchmark.cli import experiment
+from benchmark.cli.app import sweeps_of
+from benchmark.cli.parser import build_parser
+from benchmark.cli.run import spec_from_args
+from benchmark.results import store
 from tests.helpers import ROOT, TINY, TINY_ARGS, TINY_IMG, TINY_MODEL
 
 # The published protocols; demo.yaml is the offline demo's own file (tests/test_shipped_backbone.py runs it).
@@ -73,8 +78,7 @@ def plan(capsys, *argv: str) -> list[dict]:
 
 
 def run_parser() -> argparse.ArgumentParser:
-    commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return commands.choices["run"]
+    return build_parser().commands["run"]
 
 
 def test_file_and_flags_give_the_same_cells_and_hashes(workdir, capsys):
@@ -184,13 +188,13 @@ def test_equal_budget_gives_every_strategy_the_same_budget(workdir):
     """`--strategies all` as the README shows it: every strategy's search cells have the same steps, batch,
     optimiser, schedule, augmentation and the same learning-rate grid; only what defines a method differs.
     (The cells as `run` expands them, without the dry run's per-cell parameter counts on ViT-B.)"""
-    from benchmark import search
+    from benchmark.sweep import search
 
     argv = ["run", "--config", str(ROOT / "protocols" / "equal_budget.yaml"), "--strategies", "all"]
-    args = cli.build_parser().parse_args(argv)
-    sweeps = cli._sweeps(cli.build_parser(), argv, args)
+    args = build_parser().parse_args(argv)
+    sweeps = sweeps_of(build_parser(), argv, args)
     assert [sweep.args.dataset for sweep in sweeps] == ["cifar10", "cifar100"]
-    cells = search.first_stage(cli.spec_from_args(sweeps[0].args))
+    cells = search.first_stage(spec_from_args(sweeps[0].args))
     assert {cell.strategy for cell in cells} == set(strategies.names())
     # epochs and warmup_epochs are each strategy's default and unused: `steps` replaces them
     unused = {"lr", "epochs", "warmup_epochs"}
@@ -231,7 +235,7 @@ def _runs() -> pd.DataFrame:
 
 
 def test_efficiency_points_select_by_validation_and_average_seeds():
-    from benchmark.efficiency import differs_in_train_size, efficiency_points
+    from benchmark.report.data_efficiency import differs_in_train_size, efficiency_points
 
     points = efficiency_points(_runs()).set_index(["strategy", "n_train"])
     assert list(points["n_labelled"]) == [120, 1020, 120, 1020], "training + validation images"
@@ -244,7 +248,7 @@ def test_efficiency_points_select_by_validation_and_average_seeds():
 
 
 def test_data_efficiency_figure_has_a_line_per_strategy_on_a_log_axis():
-    from benchmark.efficiency import data_efficiency_figure
+    from benchmark.report.data_efficiency import data_efficiency_figure
 
     fig = data_efficiency_figure(_runs())
     (ax,) = fig.axes

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import strategies
-from benchmark import data
 from benchmark.config import RunConfig, TrainParams
-from benchmark.inputs import Inputs
-from benchmark.pipeline import Pipeline, epoch_order, random_crop_flip, to_model_input
-from benchmark.training import order_generator
+from benchmark.data import datasets
+from benchmark.data.batches import Pipeline, epoch_order, random_crop_flip, to_model_input
+from benchmark.train.inputs import Inputs
+from benchmark.train.step import order_generator
 from tests.helpers import TINY, TINY_MODEL, tiny_vit
 
 CPU = torch.device("cpu")
@@ -20,7 +20,7 @@ CPU = torch.device("cpu")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cached_and_uncached_trunk_give_the_same_logits(name, precision):
     torch.manual_seed(0)
-    splits = data.load("synthetic", "unused", 0.1)
+    splits = datasets.load("synthetic", "unused", 0.1)
     strategy = strategies.get(name)()
     model = strategy.prepare(tiny_vit()).eval()
     split = strategy.split(model)
@@ -169,9 +169,10 @@ def test_speed_command_writes_rows_that_report_shows(tmp_path):
 def test_a_sweep_computes_a_shared_frozen_trunk_once_and_results_do_not_change(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from benchmark import cli, store
-    from benchmark import sweep as sweep_module
-    from benchmark.inputs import SharedTrunkOutputs
+    from benchmark import cli
+    from benchmark.results import store
+    from benchmark.sweep import engine as sweep_module
+    from benchmark.train.inputs import SharedTrunkOutputs
     from tests.helpers import TINY_ARGS
 
     torch.manual_seed(0)

@@ -12,11 +12,15 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark import cli, report, store
-from benchmark.cli import build_parser, spec_from_args
-from benchmark.distributed import Dist
-from benchmark.progress import Progress
-from benchmark.sweep import ExecuteOptions, execute, expand
+from benchmark import cli
+from benchmark.cli.parser import build_parser
+from benchmark.cli.run import spec_from_args
+from benchmark.report import build
+from benchmark.results import store
+from benchmark.sweep.engine import ExecuteOptions, execute
+from benchmark.sweep.plan import expand
+from benchmark.sweep.progress import Progress
+from benchmark.train.distributed import Dist
 from tests.helpers import tiny_run
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
@@ -55,7 +59,7 @@ def test_a_force_rerun_killed_before_marking_the_old_row_still_gives_one_answer(
     runs = store.read(results, "runs")
     assert sorted(runs["status"]) == ["ok", "superseded"]
     assert runs.loc[runs["status"] == "ok", "run_id"].item() == newer["run_id"].item()
-    summary = report.aggregate(runs)
+    summary = build.aggregate(runs)
     assert summary["seeds"].tolist() == [1]
     assert summary["test_top1"].tolist() == [pytest.approx(100 * newer["test_top1"].item())]  # in percent
 

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 import strategies
-from benchmark import cli, data
-from benchmark.trained import load as load_trained
+from benchmark import cli
+from benchmark.data import datasets
+from benchmark.kept.trained import load as load_trained
 from strategies.base import Strategy
 from tests.cifar_layout import write_archive, write_folder
 from tests.helpers import TINY_ARGS, run_cli, start_cli, tiny_run
@@ -162,9 +163,9 @@ def test_kept_weights_are_the_selected_model_and_reproduce_every_test_metric(tmp
     assert result.returncode == 0, result.stderr
     row = runs(tmp_path).iloc[0]
     model = load_trained(tmp_path / row["weights_file"]).model
-    test = data.load("synthetic", tmp_path, row["val_fraction"]).test
-    from benchmark.evaluate import Tally
-    from benchmark.pipeline import Pipeline
+    test = datasets.load("synthetic", tmp_path, row["val_fraction"]).test
+    from benchmark.data.batches import Pipeline
+    from benchmark.train.metrics import Tally
 
     images = Pipeline(row["img_size"], (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), flip=False)(test.images)
     with torch.no_grad():

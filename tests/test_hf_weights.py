@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from benchmark import backbone
 from benchmark.errors import UsageError
+from benchmark.weights import backbone
 from tests.helpers import ROOT, TINY, TINY_MODEL, tiny_vit
 
 transformers = pytest.importorskip("transformers")
@@ -118,7 +118,7 @@ def test_a_new_image_size_resamples_as_for_a_timm_file(tmp_path):
 def test_hub_checkpoints_fail_in_one_line_offline(tmp_path):
     # huggingface_hub reads HF_HUB_OFFLINE when imported, hence a fresh process (without timm, for speed).
     code = (
-        "from benchmark import hf_weights\n"
+        "from benchmark.weights import hf_weights\n"
         "from benchmark.errors import UsageError\n"
         "try:\n"
         "    hf_weights.download('hf:google/vit-base-patch16-224-in21k')\n"

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from benchmark.images import center_square, read_images
-from benchmark.inspection import (
+from benchmark.data.images import center_square, read_images
+from benchmark.kept.inspection import (
     attention_rollout,
     patch_filter_components,
     position_similarity,

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark import cli, store
+from benchmark import cli
+from benchmark.results import store
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("test_kept_runs")

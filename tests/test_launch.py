@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark import pull, store
+from benchmark.results import store
+from benchmark.sweep import pull
 from tests.helpers import TINY_ARGS, run_cli, tiny_run
 
 LOCAL = ["--launcher", "local"]

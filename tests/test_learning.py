@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark import cli, store
+from benchmark import cli
+from benchmark.cli.commands import DEMO_CONFIG
+from benchmark.results import store
 
 
 @pytest.mark.slow
@@ -14,7 +16,7 @@ def test_full_fine_tune_learns_digits(tmp_path, monkeypatch):
     args = [
         "run",
         "--config",
-        str(cli.DEMO_CONFIG),
+        str(DEMO_CONFIG),
         "--seeds",
         "0",
         "--no-pretrained",

@@ -13,10 +13,12 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 import strategies
-from benchmark import backbone as backbones
-from benchmark import cli, data, trained
-from benchmark.pipeline import Pipeline
-from benchmark.training import seed_everything
+from benchmark import cli
+from benchmark.data import datasets
+from benchmark.data.batches import Pipeline
+from benchmark.kept import trained
+from benchmark.train.step import seed_everything
+from benchmark.weights import backbone as backbones
 
 # A 4-block ViT-Ti from random initialisation: ill-conditioned features (a random ViT's effective rank is
 # low), on which a probe that stops early falls short of the convex optimum by an amount that depends on the
@@ -30,7 +32,7 @@ C_GRID = np.logspace(-4, 4, 17)  # inverse L2 strength, half a decade apart
 TOLERANCE = 0.02  # top-1 as a fraction: two points below the reference (the converged probe was 0.56 above)
 
 
-def _features(splits: data.Splits) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], torch.nn.Module]:
+def _features(splits: datasets.Splits) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], torch.nn.Module]:
     """The frozen trunk's outputs for every split, computed as a run computes them (seed 0, eval mode)."""
     seed_everything(0)
     backbone = backbones.create(MODEL, len(splits.class_names), "none", IMG, MODEL_ARGS)
@@ -67,7 +69,7 @@ def test_linear_probe_matches_logistic_regression(tmp_path: Path):
     assert cli.main([*COMMAND, "--results-dir", str(results), "--keep-weights"]) == 0
     row = pd.read_parquet(results / "runs").iloc[0]
     assert row["trunk_cached"]
-    splits = data.load("digits", Path("data"), data.info("digits").default_val_fraction)
+    splits = datasets.load("digits", Path("data"), datasets.info("digits").default_val_fraction)
     features, model = _features(splits)
 
     # Same initialisation as the run: every frozen parameter equals the run's rebuilt model's.

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import strategies
-from benchmark.backbone import create_skeleton
 from benchmark.config import TrainParams
-from benchmark.training import make_optimizer, make_scheduler
+from benchmark.train.step import make_optimizer, make_scheduler
+from benchmark.weights.backbone import create_skeleton
 from strategies._qkv import SplitQKV, split_qkv
 from tests.helpers import tiny_vit
 

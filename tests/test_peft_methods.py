@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import strategies
-from benchmark.backbone import create_skeleton
-from benchmark.measure import ParamCounts
+from benchmark.train.measure import ParamCounts
+from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
 PEFT = ("dora", "loha", "lokr", "ia3", "oft", "vera", "fourierft", "adalora", "boft")

@@ -11,8 +11,8 @@ import timm
 import torch
 
 import strategies
-from benchmark.backbone import create_skeleton
-from benchmark.measure import ParamCounts
+from benchmark.train.measure import ParamCounts
+from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
 # ViT-B/16: width 768, 12 blocks; qkv maps 768 -> 3 x 768 = 2304.

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark import cli, store
+from benchmark import cli
+from benchmark.results import store
 from tests.cifar_layout import write_archive
 from tests.helpers import TINY_ARGS, tiny_run
 from tests.test_bad_input import png_header

@@ -7,8 +7,10 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from benchmark import backbone, cli, glyphs
-from benchmark.pretrain import Recipe
+from benchmark import cli
+from benchmark.data import glyphs
+from benchmark.train.pretrain import Recipe
+from benchmark.weights import backbone
 from tests.helpers import ROOT
 
 SHIPPED = ROOT / "weights" / "glyph_vit_p8_d2_w64.safetensors"

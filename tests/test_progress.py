@@ -8,7 +8,7 @@ import re
 
 from rich.console import Console
 
-from benchmark.progress import LiveProgress, Progress, for_console
+from benchmark.sweep.progress import LiveProgress, Progress, for_console
 from tests.helpers import run_cli, tiny_run
 
 EPOCHS = 3

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import strategies
-from benchmark.backbone import create_skeleton
-from benchmark.measure import ParamCounts
+from benchmark.train.measure import ParamCounts
+from benchmark.weights.backbone import create_skeleton
 from strategies._prompts import remove_prompts
 from tests.helpers import TINY, tiny_vit
 

@@ -10,15 +10,16 @@ import pytest
 import torch
 
 import strategies
-from benchmark import data
 from benchmark.cli import main
 from benchmark.config import TrainParams
-from benchmark.distributed import Dist
+from benchmark.data import datasets
 from benchmark.errors import UsageError
-from benchmark.prepare import prepare_model
-from benchmark.progress import Progress
-from benchmark.sweep import SweepSpec, execute, expand
-from benchmark.training import Stepper, make_optimizer, make_scheduler
+from benchmark.sweep.engine import execute
+from benchmark.sweep.plan import SweepSpec, expand
+from benchmark.sweep.progress import Progress
+from benchmark.train.distributed import Dist
+from benchmark.train.prepare import prepare_model
+from benchmark.train.step import Stepper, make_optimizer, make_scheduler
 from tests.helpers import TINY, TINY_ARGS, TINY_IMG, TINY_MODEL, tiny_vit
 
 CPU = torch.device("cpu")
@@ -91,15 +92,15 @@ def test_bad_knob_values_are_one_line_usage_errors():
 
 
 def test_train_size_is_the_same_stratified_subset_for_every_strategy_and_seed(tmp_path):
-    splits = data.load("digits", tmp_path, val_fraction=0.1, download=False)
-    first = data.train_subset_index(splits.train.labels, "100")
-    again = data.train_subset_index(data.load("digits", tmp_path, 0.1, False).train.labels, "100")
+    splits = datasets.load("digits", tmp_path, val_fraction=0.1, download=False)
+    first = datasets.train_subset_index(splits.train.labels, "100")
+    again = datasets.train_subset_index(datasets.load("digits", tmp_path, 0.1, False).train.labels, "100")
     assert torch.equal(first, again) and len(first.unique()) == 100
     chosen, all_labels = splits.train.labels[first], splits.train.labels
     for label in range(10):  # every class, in its share of the training split to within one image
         share = 100 * (all_labels == label).sum().item() / len(all_labels)
         assert abs((chosen == label).sum().item() - share) < 1
-    assert data.train_count(splits, "10%") == round(0.1 * len(all_labels))
+    assert datasets.train_count(splits, "10%") == round(0.1 * len(all_labels))
 
     # 100 images, batch 32: 3 steps per epoch; 7 steps are epochs of 3, 3 and 1 step.
     results = tmp_path / "results"

@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark import store
-from benchmark.store import SCHEMAS
+from benchmark.results import store
+from benchmark.results.store import SCHEMAS
 from tests.counts import expected_effective, expected_trainable
 from tests.helpers import SWEEP, SWEEP_STRATEGIES, run_cli, tiny_run
 
@@ -131,7 +131,7 @@ def test_no_results_is_one_line_exit_2(tmp_path, setup):
 
 
 def test_pareto_front_keeps_only_undominated_cells():
-    from benchmark.plots import pareto_front
+    from benchmark.report.plots import pareto_front
 
     points = pd.DataFrame({"cost": [1, 2, 3, 4], "value": [50, 40, 70, 65]})
     assert pareto_front(points, "cost", "value")["cost"].tolist() == [1, 3]

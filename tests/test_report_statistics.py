@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark import cells, plots, statistics, store
+from benchmark.report import cells, plots, statistics
+from benchmark.results import store
 from tests.helpers import run_cli
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
@@ -75,7 +76,7 @@ def accuracies(seed: int) -> dict[str, float]:
 
 
 def holm(pvalues: list[float]) -> list[float]:
-    """Holm's adjustment, written out here independently of benchmark.statistics."""
+    """Holm's adjustment, written out here independently of benchmark.report.statistics."""
     order = np.argsort(pvalues)
     adjusted = np.minimum(
         1, np.maximum.accumulate([(len(pvalues) - i) * pvalues[j] for i, j in enumerate(order)])

@@ -14,11 +14,13 @@ import pytest
 import torch
 
 import strategies
-from benchmark import cli, data, store
-from benchmark.backbone import create
+from benchmark import cli
 from benchmark.config import RunConfig, make_train_params
-from benchmark.runner import TEST_METRICS, Outcome, run
-from benchmark.training import seed_everything
+from benchmark.data import datasets
+from benchmark.results import store
+from benchmark.train.runner import TEST_METRICS, Outcome, run
+from benchmark.train.step import seed_everything
+from benchmark.weights.backbone import create
 from strategies.base import Strategy
 from tests.helpers import TINY, TINY_IMG, TINY_MODEL, tiny_run
 
@@ -44,8 +46,8 @@ class Killed(BaseException):
 
 
 @pytest.fixture(scope="module")
-def splits(tmp_path_factory) -> data.Splits:
-    return data.load("synthetic", tmp_path_factory.mktemp("data"), 0.1)
+def splits(tmp_path_factory) -> datasets.Splits:
+    return datasets.load("synthetic", tmp_path_factory.mktemp("data"), 0.1)
 
 
 def cell(name: str, results_dir: Path) -> RunConfig:
@@ -68,7 +70,7 @@ def cell(name: str, results_dir: Path) -> RunConfig:
 
 
 def run_as_a_new_process(
-    config: RunConfig, splits: data.Splits, warnings: list[str], on_epoch=None
+    config: RunConfig, splits: datasets.Splits, warnings: list[str], on_epoch=None
 ) -> Outcome:
     """What the sweep does for a cell: seed, a fresh backbone (random weights: seed 0's), the runner."""
     seed_everything(config.seed)
@@ -76,7 +78,9 @@ def run_as_a_new_process(
     return run(config, splits, backbone, CPU, on_epoch=on_epoch, log=warnings.append)
 
 
-def killed_and_resumed(config: RunConfig, splits: data.Splits, warnings: list[str]) -> tuple[Outcome, int]:
+def killed_and_resumed(
+    config: RunConfig, splits: datasets.Splits, warnings: list[str]
+) -> tuple[Outcome, int]:
     """The cell killed after each epoch of KILLED_AFTER and rerun until it finishes; and its reruns."""
 
     def kill(record: dict) -> None:

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark import cli, report, statistics, store
+from benchmark import cli
+from benchmark.report import build, statistics
+from benchmark.results import store
 from tests.helpers import TINY_ARGS
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
@@ -72,8 +74,8 @@ def _tuned_rows(markdown: str) -> dict[str, list[str]]:
 def test_report_shows_the_choice_and_the_seed_mean_and_std(tuned, capsys):
     assert cli.main(["report", "--results-dir", str(tuned)]) == 0
     terminal = capsys.readouterr().out
-    report = tuned / "report"
-    rows = _tuned_rows((report / "summary.md").read_text())
+    build = tuned / "report"
+    rows = _tuned_rows((build / "summary.md").read_text())
     runs = ok_runs(tuned)
     for name in LRS:
         chosen = runs[(runs["strategy"] == name) & runs["chosen"]]
@@ -89,7 +91,7 @@ def test_report_shows_the_choice_and_the_seed_mean_and_std(tuned, capsys):
         expected = f"{tests.mean():.2f} ± {np.std(tests, ddof=1):.2f} [{low:.2f}, {high:.2f}]"
         assert rows[name] == [name, f"lr={lr:g}", "2/2", f"{val:.2f}", "2", expected]
         assert expected in terminal and f"lr={lr:g}" in terminal
-    assert (report / "synthetic__vit_tiny_patch16_224__search.png").stat().st_size > 0
+    assert (build / "synthetic__vit_tiny_patch16_224__search.png").stat().st_size > 0
 
 
 def test_summary_tex_is_a_booktabs_tabular(tuned):
@@ -133,7 +135,7 @@ def test_shards_then_rerun_give_the_same_table_without_duplicates(tuned, tmp_pat
 
 def _final_table(results: Path) -> list[list[str]]:
     """The report's tuned table (without drawing the plots)."""
-    return [table.rows for table in report.tuned_tables(report.tuned(store.read(results, "runs")))]
+    return [table.rows for table in build.tuned_tables(build.tuned(store.read(results, "runs")))]
 
 
 def test_dry_run_prints_the_grid_and_writes_nothing(tmp_path, capsys):

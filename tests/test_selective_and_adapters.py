@@ -9,8 +9,8 @@ import timm
 import torch
 
 import strategies
-from benchmark.backbone import create_skeleton
-from benchmark.measure import ParamCounts
+from benchmark.train.measure import ParamCounts
+from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
 # ViT-B/16, 100 classes: width 768, depth 12, MLP 3072; the head is 768 * 100 + 100 = 76,900.

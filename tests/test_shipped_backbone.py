@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import strategies
-from benchmark import cli, store
+from benchmark import cli
+from benchmark.results import store
 from tests.helpers import ROOT
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.

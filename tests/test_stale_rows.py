@@ -12,10 +12,13 @@ import pytest
 import torch
 
 import strategies
-from benchmark import cells, checkpoint, cli, identity, report, report_tables, store
-from benchmark.pipeline import random_crop_flip
-from benchmark.prepare import prepare_model
-from benchmark.training import augmentation_generator, make_scheduler
+from benchmark import cli
+from benchmark.data.batches import random_crop_flip
+from benchmark.report import build, cells, tables
+from benchmark.results import identity, store
+from benchmark.train import checkpoint
+from benchmark.train.prepare import prepare_model
+from benchmark.train.step import augmentation_generator, make_scheduler
 from tests.helpers import ROOT, run_cli, tiny_run, tiny_vit
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
@@ -61,7 +64,9 @@ def test_the_code_version_covers_the_strategy_modules_it_imports_and_the_trainin
     modules = identity.strategy_modules("strategies.lora")
     assert {"strategies.lora", "strategies._peft", "strategies.base"} <= set(modules)
     assert "strategies.ia3" not in modules and "strategies" not in modules  # the registry is not followed
-    assert {"benchmark.runner", "benchmark.training", "benchmark.pipeline"} <= set(identity.TRAINING_MODULES)
+    assert {"benchmark.train.runner", "benchmark.train.step", "benchmark.data.batches"} <= set(
+        identity.TRAINING_MODULES
+    )
     assert identity.code_version("lora") != identity.code_version("ia3")
 
 
@@ -141,8 +146,8 @@ def another_seed(finished: Path, results: Path, seed: int, started: str, **value
 def summary_markdown(runs: pd.DataFrame) -> str:
     """summary.md's tables as `report` writes them, without the figures (seconds each on one core)."""
     runs = identity.separate(runs)
-    table = report_tables.with_reference(report.aggregate(runs), cells.seed_outcomes(runs), "full")
-    return report.markdown(report.block_tables(table, runs, "full"), runs, None)
+    table = tables.with_reference(build.aggregate(runs), cells.seed_outcomes(runs), "full")
+    return build.markdown(build.block_tables(table, runs, "full"), runs, None)
 
 
 def test_the_report_never_averages_across_code_or_library_versions_and_shows_them(finished, tmp_path):
@@ -150,7 +155,7 @@ def test_the_report_never_averages_across_code_or_library_versions_and_shows_the
     current = store.read(results, "runs")["test_top1"].item()
     another_seed(finished, results, 1, "20000101", code_version="000000000000")  # older code, older run
     another_seed(finished, results, 2, "29991231", torch_version="1.13.1")  # a newer run, another torch
-    table = report.aggregate(store.read(results, "runs")).set_index("role")
+    table = build.aggregate(store.read(results, "runs")).set_index("role")
     now = identity.major_minor(torch.__version__)
     torches = sorted(table.loc["selected", "libraries"].str.split(",").str[0])
     assert torches == sorted(["torch 1.13", f"torch {now}"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import strategies
-from benchmark.measure import ParamCounts
+from benchmark.train.measure import ParamCounts
 from tests.counts import CLASSES, expected_head, expected_trainable
 from tests.helpers import tiny_vit
 

@@ -10,8 +10,8 @@ import timm
 import torch
 
 import strategies
-from benchmark.backbone import create_skeleton
-from benchmark.measure import ParamCounts
+from benchmark.train.measure import ParamCounts
+from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
 VISION = ("attn_only", "mlp_only", "difffit", "convpass", "repadapter", "fact_tt", "fact_tk", "vqt")

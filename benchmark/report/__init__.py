@@ -1,0 +1,5 @@
+"""The report: which cell of each strategy is compared (chosen on validation), statistics over seeds, tables
+(terminal, markdown, LaTeX) and figures.
+
+Imports root, `results` and `train` vocabulary; never `sweep` internals beyond the selection rule's users, never `cli`.
+"""
