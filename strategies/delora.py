@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
 from strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -41,7 +41,18 @@ class Delora(Strategy):
     description = "peft DeLoRA: rank-8 update of qkv with a trainable bound on its norm, new head trainable"
     Options = DeloraOptions
     defaults = PEFT_PROTOCOL
-    source = f"r=8, lambda=15 (peft's DeloraConfig defaults, after Bini et al. 2025); {PEFT_PROTOCOL_SOURCE}"
+    source = (
+        f"r=8, lambda=15 (peft's DeloraConfig defaults, after Bini et al. 2025); {PEFT_PROTOCOL_SOURCE}; "
+        "lr grid + 1e-2: DeLoRA's GLUE runs use lr 1e-3 to 1e-2 (ExplainableML/DeLoRA scripts/glue_eval.sh; "
+        "peft's DeLoRA page: 10-100x LoRA's lr)"
+    )
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        # DeLoRA's RoBERTa GLUE runs train at AdamW lr 1e-3 (MNLI, SST-2), 3e-3 (QNLI, QQP) and 1e-2 (CoLA, RTE,
+        # STS-B) (ExplainableML/DeLoRA scripts/glue_eval.sh; no image classification); peft's DeLoRA page asks
+        # for 10-100x LoRA's lr. The default grid plus 1e-2.
+        return {"lr": adamw_grid_with(1e-2)}
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from peft import DeloraConfig

@@ -17,7 +17,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._protocol import (
+    PEFT_PROTOCOL,
+    PEFT_PROTOCOL_SOURCE,
+    PETL_STUDY_LR,
+    PETL_STUDY_LR_SOURCE,
+    adamw_grid_with,
+)
 from strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -46,7 +52,16 @@ class DiffFit(Strategy):
         "branch train; new head"
     )
     defaults = PEFT_PROTOCOL
-    source = f"Xie et al. 2023 (DiffFit: gamma initialised to 1); {PEFT_PROTOCOL_SOURCE}"
+    source = (
+        f"Xie et al. 2023 (DiffFit: gamma initialised to 1); {PEFT_PROTOCOL_SOURCE}; {PETL_STUDY_LR_SOURCE} "
+        "(DiffFit's own runs tune a DiT, not a classifier)"
+    )
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        # DiffFit's paper fine-tunes DiT image generators; its VTAB-1k runs are Mai et al. 2025's, whose grid
+        # reaches 1e-2 (_protocol.py).
+        return {"lr": adamw_grid_with(PETL_STUDY_LR)}
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from strategies._selective import train_selected

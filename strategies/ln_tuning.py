@@ -13,7 +13,13 @@ import re
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._protocol import (
+    PEFT_PROTOCOL,
+    PEFT_PROTOCOL_SOURCE,
+    PETL_STUDY_LR,
+    PETL_STUDY_LR_SOURCE,
+    adamw_grid_with,
+)
 from strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -26,7 +32,16 @@ class LnTuning(Strategy):
     family = "selective"
     description = "peft LN tuning: a trainable copy of every LayerNorm (weight and bias), new head trainable"
     defaults = PEFT_PROTOCOL
-    source = f"Qi et al. 2022 (LN-tuning), peft's LNTuningConfig; {PEFT_PROTOCOL_SOURCE}"
+    source = (
+        f"Qi et al. 2022 (LN-tuning), peft's LNTuningConfig; {PEFT_PROTOCOL_SOURCE}; {PETL_STUDY_LR_SOURCE} "
+        "for LayerNorm tuning"
+    )
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        # Qi et al. 2022 tune language models (their lr not found); LayerNorm tuning's VTAB-1k runs are
+        # Mai et al. 2025's ("ln"), whose grid reaches 1e-2 (_protocol.py).
+        return {"lr": adamw_grid_with(PETL_STUDY_LR)}
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from peft import LNTuningConfig

@@ -14,7 +14,7 @@ import dataclasses
 from typing import ClassVar
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL_SOURCE
+from strategies._protocol import PEFT_PROTOCOL_SOURCE, adamw_grid_with
 from strategies.lora import Lora, LoraOptions
 
 
@@ -30,6 +30,13 @@ class LoraPissa(Lora):
     Options = LoraPissaOptions
     source = (
         "r=8, alpha=16 as the lora strategy (Hu et al. 2021); exact-SVD PiSSA initialisation "
-        f"(Meng et al. 2024; peft's init_lora_weights='pissa'); {PEFT_PROTOCOL_SOURCE}"
+        f"(Meng et al. 2024; peft's init_lora_weights='pissa'); {PEFT_PROTOCOL_SOURCE}; lr grid + 2e-5: "
+        "PiSSA's LLaMA-2-7B MetaMathQA setting (peft's examples/pissa_finetuning README; no image task)"
     )
     init_lora_weights = "pissa"
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        # PiSSA fine-tunes LLaMA-2-7B on MetaMathQA at AdamW lr 2e-5 (peft's examples/pissa_finetuning/README.md;
+        # the paper reports no image classification): the default grid plus 2e-5.
+        return {"lr": adamw_grid_with(2e-5)}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
 from strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -40,7 +40,16 @@ class Miss(Strategy):
     description = "peft MiSS: one trainable 64 x out shard per qkv layer, shared across its input, new head"
     Options = MissOptions
     defaults = PEFT_PROTOCOL
-    source = f"r=64, balance form (peft's MissConfig defaults, after Kang & Yin 2025); {PEFT_PROTOCOL_SOURCE}"
+    source = (
+        f"r=64, balance form (peft's MissConfig defaults, after Kang & Yin 2025); {PEFT_PROTOCOL_SOURCE}; "
+        "lr grid + 2e-5: MiSS's LLaMA-2-7B MetaMathQA setting (peft's examples/miss_finetuning README; no image task)"
+    )
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        # peft's MiSS example fine-tunes LLaMA-2-7B on MetaMathQA at AdamW lr 2e-5
+        # (examples/miss_finetuning/README.md; the paper reports no image classification): the default grid plus 2e-5.
+        return {"lr": adamw_grid_with(2e-5)}
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from peft import MissConfig

@@ -11,7 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._protocol import (
+    PEFT_PROTOCOL,
+    PEFT_PROTOCOL_SOURCE,
+    PETL_STUDY_LR,
+    PETL_STUDY_LR_SOURCE,
+    adamw_grid_with,
+)
 from strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -24,7 +30,14 @@ class MlpOnly(Strategy):
     family = "selective"
     description = "every MLP weight and bias (fc1, fc2) of every block and the new head train"
     defaults = PEFT_PROTOCOL
-    source = f"Mai et al. 2025 (CVPR, unifying PEFT study: MLP selective baseline); {PEFT_PROTOCOL_SOURCE}"
+    source = (
+        f"Mai et al. 2025 (CVPR, unifying PEFT study: MLP selective baseline); {PEFT_PROTOCOL_SOURCE}; "
+        f"{PETL_STUDY_LR_SOURCE}"
+    )
+
+    @classmethod
+    def search_space(cls) -> dict[str, tuple]:
+        return {"lr": adamw_grid_with(PETL_STUDY_LR)}  # the study's VTAB-1k grid reaches 1e-2 (_protocol.py)
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from strategies._selective import train_block_part
