@@ -27,12 +27,15 @@ SHORT = [
     "--seeds",
     "0",
     "--epochs",
-    "3",
+    "2",
     "--warmup-epochs",
     "1",
     "--set",
     "linear.epochs=10",
 ]  # demo: 3 seeds, 20, 30
+# Measured with these 2 epochs on an AMD EPYC (2 cores, torch 2.14.1): random-feature probe 68.5%, lowest
+# strategy 87.5% (delora), median parameter-efficient 92.5%, full 96.1%, scratch 10.6%: the margins below
+# leave 9 and 4 points for other CPUs and torch versions.
 ABOVE_RANDOM_PROBE = 0.10  # every strategy on the shipped backbone beats the random-feature probe by this
 PEFT_BELOW_FULL = 0.08  # the median parameter-efficient strategy is at most this far below `full`
 PARAMETER_EFFICIENT = ("selective", "additive", "reparameterised", "prompt")  # families
