@@ -75,7 +75,8 @@ def run_as_a_new_process(
     """What the sweep does for a cell: seed, a fresh backbone (random weights: seed 0's), the runner."""
     seed_everything(config.seed)
     backbone = create(config.model, len(splits.class_names), "none", config.img_size, dict(config.model_args))
-    return run(config, splits, backbone, CPU, on_epoch=on_epoch, log=warnings.append)
+    checkpoint_file = store.checkpoint_path(config.results_dir, config.config_hash)
+    return run(config, splits, backbone, CPU, checkpoint_file, on_epoch=on_epoch, log=warnings.append)
 
 
 def killed_and_resumed(

@@ -20,6 +20,7 @@ from benchmark.errors import UsageError
 from benchmark.limits import check_float, check_img_size, check_int, check_seeds
 from benchmark.parsing import int_list, key_values
 from benchmark.paths import PROJECT
+from benchmark.results.status import Status
 
 
 def command_pretrain(args: argparse.Namespace) -> int:
@@ -95,7 +96,7 @@ def command_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> 
         if status != 0:
             return status
     runs = store.read(args.results_dir, "runs")
-    ok = runs[(runs["status"] == "ok") & runs["weights_file"].notna()]
+    ok = runs[(runs["status"] == Status.OK) & runs["weights_file"].notna()]
     best = ok.sort_values(["best_val_top1", "run_id"], ascending=[False, True]).iloc[0][
         "run_id"
     ]  # by validation
@@ -152,10 +153,11 @@ def command_speed(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     from benchmark.report import build
+    from benchmark.results import store
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} is a file; give a folder for the report")
-    out = args.out or args.results_dir / "report"
+    out = args.out or store.report_path(args.results_dir)
     return build.main(args.results_dir, out, args.dataset, args.model, args.reference)
 
 
@@ -195,8 +197,9 @@ def command_predict(args: argparse.Namespace) -> int:
 
 def command_inspect(args: argparse.Namespace) -> int:
     from benchmark.kept import actions
+    from benchmark.results import store
 
-    out = args.out or args.results_dir / "report"
+    out = args.out or store.report_path(args.results_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the figures")
     if (args.run is None) == (args.model is None):

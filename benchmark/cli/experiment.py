@@ -129,9 +129,9 @@ def load(path: Path) -> dict[str, Any]:
 def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """The file keys the parser accepts: each optional flag's destination."""
     return {
-        action.dest: action
-        for action in parser._actions  # argparse has no public accessor for a parser's flags
-        if action.option_strings and action.dest not in NOT_IN_FILES
+        dest: action
+        for dest, action in parser.flags.items()  # recorded by cli.parser.Parser.add_argument
+        if action.option_strings and dest not in NOT_IN_FILES
     }
 
 
@@ -154,7 +154,7 @@ def _kind(action: argparse.Action | None) -> str:
         return "switch"
     if action.nargs == 0:
         return "flag"
-    if isinstance(action, argparse._AppendAction):  # argparse has no public name for a repeatable flag
+    if getattr(action, "repeatable", False):  # set by cli.parser.Parser.add_argument
         return "append"
     return "value"
 
@@ -233,16 +233,16 @@ def _check_keys(values: dict[str, Any], parser: argparse.ArgumentParser) -> None
             raise UsageError(f"key '{plural}' must be a non-empty list; got {_shown(values[plural])}")
 
 
+_UNSET = object()  # a destination still holding it after parsing was not written on the command line
+
+
 def explicit_dests(parser: argparse.ArgumentParser, tokens: list[str]) -> set[str]:
-    """The destinations of the flags actually written in `tokens` (parsed again with no defaults)."""
-    saved = [(action, action.default) for action in parser._actions]
-    try:
-        for action, _ in saved:
-            action.default = argparse.SUPPRESS
-        return set(vars(parser.parse_args(tokens)))
-    finally:
-        for action, default in saved:
-            action.default = default
+    """The destinations of the flags actually written in `tokens`. argparse fills in a default only where
+    the namespace it is given lacks the attribute, so a namespace prefilled with a marker shows which flags
+    were written (a repeatable flag starts from None, to which argparse appends)."""
+    start = {dest: None if _kind(action) == "append" else _UNSET for dest, action in parser.flags.items()}
+    parsed = vars(parser.parse_args(tokens, namespace=argparse.Namespace(**start)))
+    return {dest for dest, value in parsed.items() if value is not _UNSET and value is not None}
 
 
 def file_sweeps(path: Path, parser: argparse.ArgumentParser, tokens: list[str]) -> list[list[str]]:
@@ -321,7 +321,7 @@ def recorded(sweep: Sweep, results_dir: Path, cell_hashes: list[str]) -> Iterato
     from benchmark.results import store
 
     digest = config_hash(sweep.resolved)
-    path = Path(results_dir) / "experiments" / f"{digest}.yaml"
+    path = store.experiment_path(results_dir, digest)
     shards, count = path.with_suffix(".shards"), shard(sweep.args.shard)[1]
     _check_shard_count(shards, count)
     header = (

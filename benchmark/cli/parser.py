@@ -44,8 +44,17 @@ class Parser(argparse.ArgumentParser):
     subcommand by name (filled by `build_parser`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.flags: dict[str, argparse.Action] = {}  # each flag's action by destination (add_argument's)
         super().__init__(*args, **kwargs)
+        for parent in kwargs.get("parents", []):  # argparse copies a parent's actions without add_argument
+            self.flags.update(parent.flags)
         self.commands: dict[str, Parser] = {}
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        action.repeatable = kwargs.get("action") == "append"  # argparse has no public name for the kind
+        self.flags[action.dest] = action
+        return action
 
     def error(self, message: str) -> None:
         raise UsageError(f"{message} (see '{self.prog} --help')")

@@ -56,7 +56,7 @@ def load_run(row: pd.Series, results_dir: Path) -> backbones.Backbone:
     """The run's kept model, from RESULTS_DIR/weights/ of the folder given: never from the path recorded in
     the row, which may be another folder's (a copied or merged results folder) or point anywhere."""
     name = Path(str(row["weights_file"])).name
-    path = Path(results_dir) / "weights" / name
+    path = store.weights_path(results_dir, name)
     if not name.endswith(".safetensors") or not path.is_file():
         raise UsageError(
             f"the weights of run {row['run_id']} are missing: {path} does not exist "

@@ -19,13 +19,13 @@ def save(cell: RunConfig, outcome: Outcome, run_id: str) -> Path:
     buffers) and what is needed to rebuild the model."""
     from safetensors.torch import save
 
-    from benchmark.results.store import write_file
+    from benchmark.results import store
 
-    path = cell.results_dir / "weights" / f"{run_id}.safetensors"
+    path = store.weights_path(cell.results_dir, run_id)
     tensors = {name: tensor.contiguous() for name, tensor in outcome.final_state.items()}
     metadata = {"config_json": cell.to_json(), "run_id": run_id, "num_classes": str(outcome.num_classes)}
     encoded = save(tensors, metadata=metadata)
-    return write_file(path, lambda file: file.write(encoded))
+    return store.write_file(path, lambda file: file.write(encoded))
 
 
 def load(path: Path) -> backbones.Backbone:

@@ -23,9 +23,10 @@ import strategies
 from benchmark.report import statistics
 from benchmark.results import columns, identity
 from benchmark.results.selection import choose, grid
+from benchmark.results.status import FAILURES, Status
 
 MiB = 2**20
-FAILED_STATUSES = ("failed", "diverged", "cancelled")
+FAILED_STATUSES = FAILURES
 # One table, one family of comparisons each; `libraries` (identity.separate) is "" unless the results hold
 # several torch/timm/peft major.minor versions.
 BLOCK = ["dataset", "model", "train_size", "libraries"]
@@ -52,15 +53,15 @@ HYPER_PARAMETERS = [
 def seed_outcomes(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, seed): the seed's last successful row, else its last row. Files are read in run-id
     order, which starts with the UTC start time, so "last" is the latest."""
-    runs = identity.separate(runs[runs["status"] != "superseded"])
+    runs = identity.separate(runs[runs["status"] != Status.SUPERSEDED])
     runs = runs.assign(train_size=runs["train_size"].fillna("").astype(str) if "train_size" in runs else "")
-    ranked = runs.assign(_ok=runs["status"] == "ok").sort_values("_ok", kind="stable")
+    ranked = runs.assign(_ok=runs["status"] == Status.OK).sort_values("_ok", kind="stable")
     return ranked.drop_duplicates(["cell_hash", "seed"], keep="last").drop(columns="_ok").sort_index()
 
 
 def per_seed(outcomes: pd.DataFrame, cell_hash: str, column: str) -> pd.Series:
     """A cell's successful values of one column, indexed by seed (percent for accuracies, PPT a fraction)."""
-    ok = outcomes[(outcomes["cell_hash"] == cell_hash) & (outcomes["status"] == "ok")].set_index("seed")
+    ok = outcomes[(outcomes["cell_hash"] == cell_hash) & (outcomes["status"] == Status.OK)].set_index("seed")
     if column == "ppt":
         return statistics.ppt(ok["test_top1"].astype(float), _ppt_params(ok))
     if column == "peak_memory_mib":
@@ -76,7 +77,7 @@ def _ppt_params(rows: pd.DataFrame) -> pd.Series:
 
 def _cell(group: pd.DataFrame, outcomes: pd.DataFrame) -> dict:
     """One cell's seeds: counts, means and sample standard deviations, intervals and spreads."""
-    first, ok = group.iloc[0], group[group["status"] == "ok"]
+    first, ok = group.iloc[0], group[group["status"] == Status.OK]
     keys = (*BLOCK, "strategy", "strategy_options", "cell_hash", *HYPER_PARAMETERS)
     cell = {key: first[key] for key in keys if key in group}
     counts = group["status"].value_counts()
@@ -123,7 +124,7 @@ def chosen_point(rows: pd.DataFrame) -> str | None:
     succeeded."""
     points = grid(json.loads(rows["search_space"].iloc[0]))
     position = {json.dumps(point): index for index, point in enumerate(points)}
-    ok = rows[(rows["status"] == "ok") & (rows["stage"] == "search")].drop_duplicates(
+    ok = rows[(rows["status"] == Status.OK) & (rows["stage"] == "search")].drop_duplicates(
         "config_hash", keep="last"
     )
     candidates = [
@@ -188,7 +189,7 @@ def selection(outcomes: pd.DataFrame) -> pd.DataFrame:
         role[_pick(candidates, outcomes)] = "selected"
     frame = frame.assign(role=role, selected=role == "selected")
     seeds = outcomes.groupby("cell_hash")["seed"].nunique()
-    ok = outcomes[outcomes["status"] == "ok"].groupby("cell_hash")["seed"].nunique()
+    ok = outcomes[outcomes["status"] == Status.OK].groupby("cell_hash")["seed"].nunique()
     chosen = outcomes[outcomes["cell_hash"].isin(frame.index[frame["selected"]])]
     block_seeds = chosen.groupby(BLOCK)["seed"].nunique()
     blocks = pd.MultiIndex.from_frame(frame[BLOCK])
@@ -211,7 +212,7 @@ def _outcome(row: pd.Series) -> str:
     parts = [f"{count}/{row['asked']} {status}" for status, count in counts.items() if count]
     missing = row["asked"] - row["rows"]
     parts += [f"{missing}/{row['asked']} not run"] if missing > 0 else []
-    return ", ".join(parts) or "ok"
+    return ", ".join(parts) or Status.OK.value
 
 
 def _label(row: pd.Series, varying: list[str]) -> str:

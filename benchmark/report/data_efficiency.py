@@ -24,12 +24,13 @@ from benchmark.report import (
     statistics,  # noqa: E402
 )
 from benchmark.report.plots import strategy_style  # noqa: E402
+from benchmark.results.status import Status
 
 PANEL = ["dataset", "model"]  # one panel each: sizes of different datasets are not comparable
 
 
 def _ok(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["status"] == "ok"]
+    return runs[runs["status"] == Status.OK]
 
 
 def differs_in_train_size(runs: pd.DataFrame) -> bool:

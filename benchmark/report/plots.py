@@ -23,6 +23,7 @@ from benchmark.report.class_figures import draw_class_figures  # noqa: E402
 from benchmark.report.style import MARKERS, save, strategy_style  # noqa: E402
 from benchmark.report.style import slug as _slug
 from benchmark.results import selection  # noqa: E402
+from benchmark.results.status import Status
 from strategies.base import FAMILIES  # noqa: E402
 
 
@@ -289,7 +290,7 @@ def render_all(
 ) -> list[Path]:
     """The figures of each block (dataset, model, training size), from each strategy's validation-selected
     configuration whose every seed succeeded (`table`: cells.aggregate's)."""
-    ok = runs[runs["status"] == "ok"].merge(table[["cell_hash", "label"]], on="cell_hash")
+    ok = runs[runs["status"] == Status.OK].merge(table[["cell_hash", "label"]], on="cell_hash")
     written = []
     for key, group in compared(table).groupby(BLOCK, sort=False):
         block = table[(table[BLOCK] == pd.Series(key, index=BLOCK)).all(axis=1)]

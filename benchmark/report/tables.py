@@ -22,6 +22,7 @@ from benchmark.report import statistics
 from benchmark.report.cells import BLOCK, chosen_point, per_seed, short
 from benchmark.report.text_table import TextTable
 from benchmark.results import selection
+from benchmark.results.status import Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,7 +230,7 @@ def _tuned_group(rows: pd.DataFrame) -> dict:
     the same rule as `run` (cells.chosen_point), and the test top-1 of that point over every seed."""
     first = rows.iloc[0]
     points = selection.grid(json.loads(first["search_space"]))
-    ok = rows[rows["status"] == "ok"].drop_duplicates("config_hash", keep="last")
+    ok = rows[rows["status"] == Status.OK].drop_duplicates("config_hash", keep="last")
     searched = ok[ok["stage"] == "search"]
     answered = rows[(rows["stage"] == "search") & rows["status"].isin(selection.DONE)]
     done = answered["search_point"].nunique()
@@ -317,7 +318,7 @@ def search_points(runs: pd.DataFrame) -> pd.DataFrame:
     """Every successful search row as (dataset, model, strategy, key, value, val_top1 %, chosen) per axis."""
     if "stage" not in runs:
         return pd.DataFrame()
-    rows = runs[(runs["stage"] == "search") & (runs["status"] == "ok")].drop_duplicates("config_hash")
+    rows = runs[(runs["stage"] == "search") & (runs["status"] == Status.OK)].drop_duplicates("config_hash")
     return pd.DataFrame(
         [
             {

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UsageError
+from benchmark.results.status import Status
 
 SINKS = ("tensorboard", "wandb", "mlflow")
 PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # what each imports
@@ -178,7 +179,9 @@ def mlflow_uri(results_dir: Path) -> str:
 
 
 def tb_folder(results_dir: Path, run_id: str) -> Path:
-    return Path(results_dir) / "tb" / run_id
+    from benchmark.results import store
+
+    return store.curves_path(results_dir, run_id)
 
 
 class TensorBoard:
@@ -242,7 +245,7 @@ class Wandb:
 
     def finish(self, final: dict[str, float], step: int, status: str, error: str) -> None:
         self.run.summary.update({f"final/{key}": value for key, value in final.items()} | {"status": status})
-        self.run.finish(exit_code=0 if status == "ok" else 1)
+        self.run.finish(exit_code=0 if status == Status.OK else 1)
 
 
 class MLflow:
@@ -284,13 +287,15 @@ class MLflow:
     def finish(self, final: dict[str, float], step: int, status: str, error: str) -> None:
         self._log({f"final/{key}": value for key, value in final.items()}, step)
         self.client.set_tag(self.run_id, "status", status)
-        self.client.set_terminated(self.run_id, "FINISHED" if status == "ok" else "FAILED")
+        self.client.set_terminated(self.run_id, "FINISHED" if status == Status.OK else "FAILED")
 
 
 def describe(options: LogOptions, results_dir: Path) -> str:
     """Where this sweep's curves go, in one line ("" when nowhere)."""
+    from benchmark.results import store
+
     where = {
-        "tensorboard": f"tensorboard --logdir {Path(results_dir) / 'tb'}",
+        "tensorboard": f"tensorboard --logdir {store.curves_path(results_dir)}",
         "wandb": f"W&B project {os.environ.get('WANDB_PROJECT', PROJECT)}"
         + (" (offline: wandb sync)" if os.environ.get("WANDB_MODE") == "offline" else ""),
         "mlflow": f"mlflow ui --backend-store-uri {options.mlflow_uri or mlflow_uri(results_dir)}",

@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from benchmark.results import store
+from benchmark.results.status import ANSWERS
 
-DONE = store.ANSWERS  # a point with such a row is searched: a diverged lr is an answer, not a gap
+DONE = ANSWERS  # a point with such a row is searched: a diverged lr is an answer, not a gap
 
 
 def grid(axes: dict[str, Any]) -> list[dict[str, Any]]:

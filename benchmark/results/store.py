@@ -32,11 +32,11 @@ import pyarrow as pa
 
 from benchmark.errors import DiskFull, UsageError
 from benchmark.results import columns
+from benchmark.results.status import ANSWERS, Status
 
 SCHEMAS = {table: columns.schema(table) for table in columns.TABLES}
 TABLES = tuple(SCHEMAS)
 DETAIL_TABLES = ("epochs", "classes", "confusion")  # keyed by run_id; a row only counts with its run's row
-ANSWERS = ("ok", "diverged")  # a cell with such a row is done: a diverged learning rate is an answer too
 
 
 def new_run_id(strategy: str, config_hash: str) -> str:
@@ -154,7 +154,7 @@ def supersede(results_dir: Path, config_hash: str, newer_run_id: str, why: str =
         if path.stem != newer_run_id
     ]
     for path, row in older:
-        row["status"], row["error"] = "superseded", f"superseded by {newer_run_id} ({why})"
+        row["status"], row["error"] = Status.SUPERSEDED, f"superseded by {newer_run_id} ({why})"
         write_atomic(row, path, "runs")
     return len(older)
 
@@ -199,13 +199,13 @@ def _run_ids(results_dir: Path | str) -> set[str]:
 def _one_ok_row_per_cell(runs: pd.DataFrame) -> pd.DataFrame:
     """Of several ok rows of one cell (a --force rerun killed before it marked the older one), the
     newest (by run id: start time first) stays ok; the others read as superseded by it."""
-    ok = runs[runs["status"] == "ok"].sort_values("run_id")
+    ok = runs[runs["status"] == Status.OK].sort_values("run_id")
     newest = ok.groupby("config_hash")["run_id"].transform("last")
     older = newest[newest != ok["run_id"]]
     if older.empty:
         return runs
     runs = runs.copy()
-    runs.loc[older.index, "status"] = "superseded"
+    runs.loc[older.index, "status"] = Status.SUPERSEDED.value
     runs.loc[older.index, "error"] = "superseded by " + older + " (--force)"
     return runs
 
@@ -244,5 +244,56 @@ def claim(results_dir: Path, config_hash: str) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# --- every path of a results folder -----------------------------------------------------------------
+
+
 def checkpoint_path(results_dir: Path, config_hash: str) -> Path:
-    return results_dir / "checkpoints" / f"{config_hash}.pt"
+    """An unfinished cell's last end-of-epoch state."""
+    return Path(results_dir) / "checkpoints" / f"{config_hash}.pt"
+
+
+def run_path(results_dir: Path, run_id: str) -> Path:
+    """A run's row (one parquet file of the `runs` table)."""
+    return Path(results_dir) / "runs" / f"{run_id}.parquet"
+
+
+def speed_path(results_dir: Path, speed_id: str) -> Path:
+    """One `speed` invocation's rows."""
+    return Path(results_dir) / "speed" / f"{speed_id}.parquet"
+
+
+def weights_path(results_dir: Path, run_id_or_file: str) -> Path:
+    """A kept run's weights (`--keep-weights`), by run id or by the file name a row records: always in this
+    folder, never where a row's path points (a copied folder, or a planted path)."""
+    name = Path(run_id_or_file).name
+    return Path(results_dir) / "weights" / (name if name.endswith(".safetensors") else f"{name}.safetensors")
+
+
+def experiment_path(results_dir: Path, digest: str) -> Path:
+    """A sweep's resolved configuration (`run --config` reruns it)."""
+    return Path(results_dir) / "experiments" / f"{digest}.yaml"
+
+
+def curves_path(results_dir: Path, run_id: str | None = None) -> Path:
+    """TensorBoard's folder for the results (`tensorboard --logdir`), or one run's under it."""
+    root = Path(results_dir) / "tb"
+    return root / run_id if run_id else root
+
+
+def launcher_path(results_dir: Path) -> Path:
+    """submitit's logs and pickles of the workers a launcher started."""
+    return (Path.cwd() / results_dir / "launcher").resolve()
+
+
+def report_path(results_dir: Path) -> Path:
+    """The report's default folder."""
+    return Path(results_dir) / "report"
+
+
+def rewrite_run(results_dir: Path, run_id: str, values: dict) -> None:
+    """Set columns of one run's row in place (atomically): the only rewrite of a row besides `supersede`."""
+    path = run_path(results_dir, run_id)
+    row = pd.read_parquet(path)
+    for key, value in values.items():
+        row[key] = value
+    write_atomic(row, path, "runs")

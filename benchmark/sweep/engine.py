@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import signal
 import traceback
 from collections import Counter
@@ -23,17 +22,14 @@ from benchmark.data import datasets
 from benchmark.errors import DiskFull, Diverged, UsageError
 from benchmark.kept import trained
 from benchmark.results import curves, identity, store
+from benchmark.results.status import ANSWERS, Status
+from benchmark.sweep import row as rows
 from benchmark.sweep.progress import Progress
-from benchmark.sweep.row import identity_row
 from benchmark.train.distributed import Dist
 from benchmark.train.inputs import SharedTrunkOutputs
 from benchmark.train.runner import fresh_copy, run
 from benchmark.train.step import seed_everything
 from benchmark.weights import backbone as backbones
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
@@ -82,9 +78,9 @@ class SweepResult:
 
     @property
     def exit_code(self) -> int:
-        if self.statuses["cancelled"]:
+        if self.statuses[Status.CANCELLED]:
             return 130
-        return 1 if self.statuses["failed"] or self.statuses["diverged"] else 0
+        return 1 if self.statuses[Status.FAILED] or self.statuses[Status.DIVERGED] else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +165,7 @@ def execute(
             stage = f", {tag['stage']} {tag['search_point']}" if tag else ""
             title = f"{cell.strategy} on {cell.dataset}, seed {cell.seed}{stage} ({cell.config_hash})"
             progress.cell_started(number, len(pending), title, _epochs(cell))
-            if _run_claimed(cell, sweep) == "cancelled":
+            if _run_claimed(cell, sweep) == Status.CANCELLED:
                 break
     finally:
         progress.close()
@@ -255,24 +251,20 @@ def _held():
 def _run_one(cell: RunConfig, sweep: _Sweep) -> str:
     dist = sweep.dist
     run_id = store.new_run_id(cell.strategy, cell.config_hash)
-    row = {"run_id": run_id, "started_at": _now(), **identity_row(cell, sweep.splits, sweep.device, dist)}
-    row.update(sweep.tags.get(cell.config_hash, {}))
+    row = rows.start(cell, sweep.splits, sweep.device, dist, run_id, sweep.tags.get(cell.config_hash, {}))
     # Curves for TensorBoard, W&B or MLflow (rank 0 only); the rows below stay the record.
     run_log = curves.open_run(sweep.options.log, cell.results_dir, run_id, row, sweep.progress, dist.is_main)
     outcome, status, error = _train(cell, sweep, row, run_log)
-    row.update(status=status, error=error, finished_at=_now())
-    row.setdefault("weights", cell.weights)
-    if outcome is not None:
-        row.update(outcome.row)
+    rows.finish(row, cell, status, error, outcome)
     if dist.is_main:  # only rank 0 writes
         _write(cell, sweep, row, outcome)
     run_log.finish(row, outcome.tables["epochs"] if outcome else None)
     sweep.result.run_ids.append(run_id)
-    if status == "failed" and dist.enabled:
+    if status == Status.FAILED and dist.enabled:
         # The other processes may be waiting in a collective operation: end the group, and torchrun
         # stops every process, rather than leave them hanging.
         raise RuntimeError(f"cell {cell.config_hash} failed on rank {dist.rank}: {error}")
-    if status == "ok":
+    if status == Status.OK:
         summary = f"ok: test top-1 {row['test_top1']:.2%}, val top-1 {row['best_val_top1']:.2%}"
     else:
         summary = f"{status}: {error}"
@@ -290,32 +282,31 @@ def _train(cell: RunConfig, sweep: _Sweep, row: dict[str, Any], run_log) -> tupl
     try:
         seed_everything(cell.seed)
         backbone = sweep.source.for_cell(cell)
-        row.update(
-            weights=backbone.weights, normalisation=backbone.normalisation, pos_embed=backbone.pos_embed
-        )
+        row.update(rows.backbone_columns(backbone))
         outcome = run(
             cell,
             sweep.splits,
             backbone,
             sweep.device,
+            store.checkpoint_path(cell.results_dir, cell.config_hash),
             sweep.dist,
             compile_model=sweep.options.compile_model,
             shared_trunks=sweep.shared_trunks,
             on_epoch=on_epoch,
             log=sweep.progress,
         )
-        return outcome, "ok", ""
+        return outcome, Status.OK, ""
     except KeyboardInterrupt:
-        return None, "cancelled", "interrupted (Ctrl-C or SIGTERM)"
+        return None, Status.CANCELLED, "interrupted (Ctrl-C or SIGTERM)"
     except DiskFull:
         raise  # no row can be written either: the sweep stops with one line
     except Diverged as failure:
-        return None, "diverged", str(failure)
+        return None, Status.DIVERGED, str(failure)
     except torch.cuda.OutOfMemoryError as failure:
-        return None, "failed", f"out of memory: {str(failure).splitlines()[0]}"
+        return None, Status.FAILED, f"out of memory: {str(failure).splitlines()[0]}"
     except Exception as failure:  # any error in one cell is recorded, and the sweep goes on
         sweep.progress(traceback.format_exc().rstrip())
-        return None, "failed", f"{type(failure).__name__}: {failure}"
+        return None, Status.FAILED, f"{type(failure).__name__}: {failure}"
 
 
 def _write(cell: RunConfig, sweep: _Sweep, row: dict[str, Any], outcome: Any) -> None:
@@ -325,9 +316,9 @@ def _write(cell: RunConfig, sweep: _Sweep, row: dict[str, Any], outcome: Any) ->
     if outcome is not None and sweep.options.keep_weights:
         row["weights_file"] = str(trained.save(cell, outcome, run_id))
     store.write_run(cell.results_dir, run_id, row, outcome.tables if outcome else {})
-    if status in ("ok", "diverged"):
+    if status in ANSWERS:
         store.checkpoint_path(cell.results_dir, cell.config_hash).unlink(missing_ok=True)
-    if status in store.ANSWERS and cell.config_hash in sweep.replaced:
+    if status in ANSWERS and cell.config_hash in sweep.replaced:
         why = "--force" if sweep.options.force else "--stale rerun: another code or library version"
         store.supersede(cell.results_dir, cell.config_hash, run_id, why)
 

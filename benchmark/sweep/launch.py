@@ -205,7 +205,9 @@ class Job:
 
 def plan(args: argparse.Namespace, tokens: list[str]) -> Job:
     """The job for these arguments; nothing is submitted or written."""
-    folder = (Path.cwd() / args.results_dir / "launcher").resolve()
+    from benchmark.results import store
+
+    folder = store.launcher_path(args.results_dir)
     job = Job(args.launcher, _workers(args), {}, folder, str(Path.cwd()), task_tokens(tokens))
     if args.launcher == "local":
         job.gpus = _local_gpus(args.device)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from benchmark.config import RunConfig
+from benchmark.results.status import Status
 from benchmark.sweep import engine
 from benchmark.sweep.progress import Progress
 from benchmark.train.distributed import Dist
@@ -41,7 +42,7 @@ def execute(
 ) -> engine.SweepResult:
     """sweep.execute, then again over the cells others held, while the last pass ran something."""
     total = last = engine.execute(cells, device, dist, progress, options, tags)
-    while last.left and sum(last.statuses.values()) and not last.statuses["cancelled"]:
+    while last.left and sum(last.statuses.values()) and not last.statuses[Status.CANCELLED]:
         last = engine.execute(_only(cells, last.left), device, dist, progress, options, tags)
         total = _then(total, last)
     return total
@@ -58,7 +59,7 @@ def wait_for(
     """sweep.execute, then, until no cell is held by another process, wait and run what is left."""
     poll_seconds = POLL_SECONDS
     total = last = engine.execute(cells, device, dist, progress, options, tags)
-    while last.left and not last.statuses["cancelled"]:
+    while last.left and not last.statuses[Status.CANCELLED]:
         progress(
             f"waiting for {len(last.left)} search run(s) that other workers hold "
             f"(looking again every {poll_seconds:g} s)"

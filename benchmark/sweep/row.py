@@ -1,10 +1,13 @@
-"""A results row assembled: what identifies the run (configuration, data, model, code and library versions,
-device), to which the runner's measurements and the outcome are added (`engine`).
+"""A results row assembled, here and nowhere else: what identifies the run (configuration, data, model, code
+and library versions, device; `start`), the backbone it got (`backbone_columns`), then its status and the
+runner's measurements (`finish`). A tuned sweep's tags (stage, search point) come from `search`; the
+`weights_file` of a kept run from `engine`. Rows are written and rewritten only by `results.store`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from typing import Any
 
@@ -14,7 +17,42 @@ from benchmark.config import RunConfig
 from benchmark.data import datasets
 from benchmark.provenance import device_name, provenance
 from benchmark.results import identity
+from benchmark.results.status import Status
 from benchmark.train.distributed import Dist
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def start(
+    cell: RunConfig,
+    splits: datasets.Splits,
+    device: torch.device,
+    dist: Dist,
+    run_id: str,
+    tags: dict[str, Any],
+) -> dict[str, Any]:
+    """The row of a run that starts now: its identity and the tuned sweep's tags (none outside one)."""
+    return {"run_id": run_id, "started_at": _now(), **identity_row(cell, splits, device, dist), **tags}
+
+
+def backbone_columns(backbone: Any) -> dict[str, Any]:
+    """What the run's backbone turned out to be: weights, input statistics, position embedding, resolution."""
+    return {
+        "weights": backbone.weights,
+        "normalisation": backbone.normalisation,
+        "pos_embed": backbone.pos_embed,
+        "img_size": backbone.img_size,  # the resolution it ran at (the cell's may be "the model's default")
+    }
+
+
+def finish(row: dict[str, Any], cell: RunConfig, status: Status, error: str, outcome: Any) -> None:
+    """The row completed: status, error, end time and, for a run that finished, the runner's columns."""
+    row.update(status=status.value, error=error, finished_at=_now())
+    row.setdefault("weights", cell.weights)
+    if outcome is not None:
+        row.update(outcome.row)
 
 
 def identity_row(
@@ -37,7 +75,6 @@ def identity_row(
         "model": cell.model,
         "model_args": json.dumps(dict(cell.model_args), sort_keys=True),
         "pretrained": cell.pretrained,
-        "img_size": cell.img_size,
         "seed": cell.seed,
         **dataclasses.asdict(cell.train),
         "eval_batch_size": cell.eval_batch_size,

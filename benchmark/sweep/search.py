@@ -32,6 +32,7 @@ from benchmark.errors import UsageError
 from benchmark.parsing import parse_value
 from benchmark.results import store
 from benchmark.results.selection import DONE, choose, grid
+from benchmark.results.status import Status
 from benchmark.sweep.progress import Progress
 
 DEFAULT = "default"  # `--search default`: each strategy's own `search_space()`
@@ -215,7 +216,7 @@ class TunedSweep:
             candidates = [
                 (float(row["best_val_top1"]), int(row["trainable_params"]), index)
                 for index, row in enumerate(rows)
-                if row["status"] == "ok"
+                if row["status"] == Status.OK
             ]
             chosen[number] = choose(candidates) if candidates else None
         return chosen, missing
@@ -242,7 +243,7 @@ class TunedSweep:
                     continue
                 wanted = group.tags(position, "search", position == index)
                 if any(row.get(key) != value for key, value in wanted.items()):
-                    _rewrite(results_dir, row["run_id"], wanted)
+                    store.rewrite_run(results_dir, row["run_id"], wanted)
 
 
 def _row_of(runs: pd.DataFrame, config_hash: str) -> pd.Series | None:
@@ -252,17 +253,9 @@ def _row_of(runs: pd.DataFrame, config_hash: str) -> pd.Series | None:
     rows = runs[(runs["config_hash"] == config_hash) & runs["status"].isin(DONE)]
     if rows.empty:
         return None
-    ok = rows[rows["status"] == "ok"]
+    ok = rows[rows["status"] == Status.OK]
     row = (ok if len(ok) else rows).iloc[-1]
     return row.where(pd.notna(row), None)
-
-
-def _rewrite(results_dir: Path, run_id: str, values: dict[str, Any]) -> None:
-    path = Path(results_dir) / "runs" / f"{run_id}.parquet"
-    row = pd.read_parquet(path)
-    for key, value in values.items():
-        row[key] = value
-    store.write_atomic(row, path, "runs")
 
 
 def read_runs(results_dir: Path) -> pd.DataFrame:
@@ -313,7 +306,7 @@ def execute(spec, cells: list[RunConfig], device, dist, log: Progress, options):
         return run_cells(cells, device, dist, log, options)
     search_stage = pull.wait_for if options.pull else engine.execute
     result = search_stage(cells, device, dist, log, options, tuned.search_tags())
-    if result.statuses["cancelled"]:
+    if result.statuses[Status.CANCELLED]:
         return result
     final, tags = final_stage(tuned, spec.results_dir, dist.is_main, dist.broadcast, log)
     return result.merge(run_cells(final, device, dist, log, options, tags))

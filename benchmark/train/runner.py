@@ -25,7 +25,6 @@ from benchmark.config import RunConfig
 from benchmark.data.batches import Pipeline, epoch_order
 from benchmark.data.datasets import Splits, train_subset
 from benchmark.errors import Diverged
-from benchmark.results.store import checkpoint_path
 from benchmark.train import checkpoint
 from benchmark.train.distributed import Dist
 from benchmark.train.inputs import Inputs, SharedTrunkOutputs, TrunkOutputs, evaluate
@@ -66,6 +65,7 @@ def run(
     splits: Splits,
     backbone: Backbone,
     device: torch.device,
+    checkpoint_file: Path,
     dist: Dist | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     compile_model: bool = False,
@@ -73,6 +73,7 @@ def run(
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """Train and evaluate one cell. `backbone` is fresh for this run; the seed was set before it was made.
+    `checkpoint_file` is where the run's end-of-epoch state is kept (and resumed from: the sweep names it);
     `shared_trunks` holds frozen trunks' outputs from earlier cells of the sweep."""
     dist, train, num_classes = dist or Dist(), cfg.train, len(splits.class_names)
     splits = train_subset(splits, train.train_size)
@@ -91,7 +92,7 @@ def run(
     plan = StepPlan.of(train, len(splits.train))
     scheduler = make_scheduler(optimizer, plan.warmup_steps, plan.total_steps, train.schedule)
     step = Stepper(module, prepared, optimizer, scheduler, train, cfg.precision, device, plan.total_steps)
-    ckpt = checkpoint_path(cfg.results_dir, cfg.config_hash)
+    ckpt = checkpoint_file
     progress = checkpoint.load(ckpt, cfg.config_hash, prepared, optimizer, scheduler, log)
     watches.train.seconds += progress.train_seconds
     watches.eval.seconds += progress.eval_seconds
@@ -114,7 +115,7 @@ def run(
         | {"test_top1_last_epoch": last.top1, "early_stopped": progress.epoch < plan.epochs}
         | _cost_columns(prepared, watches, memory, trained_images, inputs.features)
         | {"trunk_cached": bool(cached), "trunk_cache_reused": cached == "reused"}
-        | {"compiled": compile_model, "img_size": backbone.img_size}
+        | {"compiled": compile_model}
     )
     return Outcome(row, _detail_tables(progress, test, splits.class_names), progress.best_state, num_classes)
 

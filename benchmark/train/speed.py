@@ -230,6 +230,6 @@ def _img_size(spec: SpeedSpec) -> int:
 
 def write(frame: pd.DataFrame, results_dir: Path) -> Path:
     """One file per `speed` invocation, in the same atomic way as runs."""
-    path = Path(results_dir) / "speed" / f"{frame['speed_id'].iloc[0]}.parquet"
+    path = store.speed_path(results_dir, frame["speed_id"].iloc[0])
     store.write_atomic(frame, path, "speed")
     return path

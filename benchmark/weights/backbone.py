@@ -69,6 +69,14 @@ def check_weights_file(path: str) -> Path:
 
 
 def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read once per process for a file of this size and modification time (a sweep
+    names its weights file in every cell, and a search plans its cells more than once)."""
+    status = Path(path).stat()
+    return _file_sha256(str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for chunk in iter(lambda: file.read(1 << 24), b""):
