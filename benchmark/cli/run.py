@@ -47,7 +47,9 @@ def strategy_names(text: str) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def spec_from_args(args: argparse.Namespace):
+def spec_from_args(args: argparse.Namespace, device=None):
+    """The sweep's one typed description, complete when built: with the torch `device` it runs on, its
+    precision and evaluation batch follow from it; without (a launcher that only plans), the defaults."""
     from benchmark.sweep import search
     from benchmark.sweep.plan import SweepSpec
 
@@ -71,7 +73,22 @@ def spec_from_args(args: argparse.Namespace):
         results_dir=args.results_dir,
         shard=shard(args.shard),
         search=search.parse(args.search),
+        **(_device_fields(args, device) if device is not None else {}),
     )
+
+
+def _device_fields(args: argparse.Namespace, device) -> dict:
+    # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
+    # MB per layer and allocating them costs more than it saves (measured: 1.48x slower than batch 64).
+    default_eval_batch = CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
+    eval_batch_size = default_eval_batch if args.eval_batch_size is None else args.eval_batch_size
+    if eval_batch_size < 1:
+        raise UsageError(f"--eval-batch-size must be at least 1; got {eval_batch_size}")
+    return {
+        "device": str(device),
+        "eval_batch_size": eval_batch_size,
+        "precision": precision_for(args.precision, device),
+    }
 
 
 def check_names(args: argparse.Namespace) -> None:
@@ -94,24 +111,15 @@ def command_run(args: argparse.Namespace, main: Callable[[list[str]], int]) -> i
     args = runs[0].args  # the sweeps differ only in dataset, model and train size
     launch.check(args)
     log_options = curves.options_from(args, lambda text: console.print(text, markup=False))
-    specs = [spec_from_args(each.args) for each in runs]
     if args.launcher and not launch.inside_task():  # submit workers that each run this command
-        for spec in specs:
+        for spec in [spec_from_args(each.args) for each in runs]:
             first = search.first_stage(spec)
             for cell in first:
                 plan.plan(cell)  # bad input fails here, not in every task
             engine.refuse_stale(first, engine.ExecuteOptions(force=args.force, stale=args.stale))
         return launch.launch(args, runs[0].command, lambda text: console.print(text, markup=False), main)
     device = resolve_device(args.device)
-    # Large evaluation batches help a GPU; on a CPU, activations of 512 images at 224 px are hundreds of
-    # MB per layer and allocating them costs more than it saves (measured: 1.48x slower than batch 64).
-    default_eval_batch = CPU_EVAL_BATCH if device.type == "cpu" else GPU_EVAL_BATCH
-    for spec in specs:
-        spec.device = str(device)
-        spec.eval_batch_size = default_eval_batch if args.eval_batch_size is None else args.eval_batch_size
-        if spec.eval_batch_size < 1:
-            raise UsageError(f"--eval-batch-size must be at least 1; got {spec.eval_batch_size}")
-        spec.precision = precision_for(args.precision, device)
+    specs = [spec_from_args(each.args, device) for each in runs]
     cells = [search.first_stage(spec) for spec in specs]  # sweep.expand, or a tuned sweep's search
     plans = [[plan.plan(cell) for cell in each] for each in cells]  # validates every cell first
     if args.dry_run:

@@ -15,9 +15,9 @@ from benchmark.train.prepare import prepare_model
 from benchmark.weights import backbone as backbones
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class SweepSpec:
-    """What the user asked for, before expansion into cells."""
+    """What the user asked for, before expansion into cells: built once (`cli.run.spec_from_args`), never changed."""
 
     strategies: list[str]
     dataset: str
