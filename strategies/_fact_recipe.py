@@ -8,7 +8,7 @@ import math
 from typing import TYPE_CHECKING, ClassVar
 
 from strategies._protocol import PEFT_PROTOCOL
-from strategies.base import Strategy, freeze, unfreeze
+from strategies.base import Strategy, freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,5 +56,4 @@ class FacTStrategy(Strategy):
                 )
         freeze(vit)
         add_fact(vit, self.options.rank, self.options.scale, self.tucker)
-        unfreeze(vit.get_classifier())
         return vit

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy, freeze, unfreeze
+from strategies.base import Strategy, freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,5 +55,4 @@ class Adapter(Strategy):
             for part in ("attn", "mlp"):
                 adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.GELU, like.device, like.dtype)
                 setattr(block, part, SequentialAdapter(getattr(block, part), adapter))
-        unfreeze(vit.get_classifier())
         return vit

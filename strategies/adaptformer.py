@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy, freeze, unfreeze
+from strategies.base import Strategy, freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -51,5 +51,4 @@ class AdaptFormer(Strategy):
             like = next(block.parameters())
             adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.ReLU, like.device, like.dtype)
             block.mlp = ParallelAdapter(block.mlp, adapter, self.options.scale)
-        unfreeze(vit.get_classifier())
         return vit

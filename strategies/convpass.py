@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL
-from strategies.base import Strategy, freeze, unfreeze
+from strategies.base import Strategy, freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -67,5 +67,4 @@ class Convpass(Strategy):
             for part in ("attn", "mlp"):
                 bypass = ConvBypass(vit.embed_dim, self.options.dim, grid, vit.num_prefix_tokens, like)
                 setattr(block, part, Bypassed(getattr(block, part), bypass, self.options.scale))
-        unfreeze(vit.get_classifier())
         return vit

@@ -48,7 +48,6 @@ class LastK(Strategy):
             *model.blocks[depth - self.options.k :],
             model.norm,
             model.fc_norm,
-            model.get_classifier(),
         ):
             unfreeze(module)
         return model

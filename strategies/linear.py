@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies.base import Split, Strategy, freeze, unfreeze
+from strategies.base import Split, Strategy, freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -70,7 +70,6 @@ class Linear(Strategy):
                     f"got {type(classifier).__name__}"
                 )
             model.set_submodule(module_name(model, classifier), ProbeHead(classifier))
-        unfreeze(model.get_classifier())
         return model
 
     def split(self, model: nn.Module) -> Split:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy, freeze, unfreeze
+from strategies.base import Strategy, freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,5 +57,4 @@ class PfeifferAdapter(Strategy):
             like = next(block.parameters())
             adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.GELU, like.device, like.dtype)
             block.mlp = SequentialAdapter(block.mlp, adapter)
-        unfreeze(vit.get_classifier())
         return vit

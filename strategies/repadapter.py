@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL
-from strategies.base import Strategy, freeze, unfreeze
+from strategies.base import Strategy, freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -87,5 +87,4 @@ class RepAdapter(Strategy):
                 layer = _linear(block, path, self.name)
                 adapted = RepAdapted(layer, self.options.dim, self.options.groups, self.options.scale)
                 block.set_submodule(path, adapted)
-        unfreeze(vit.get_classifier())
         return vit

@@ -10,6 +10,7 @@ import torch
 
 import strategies
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
 from strategies._prompts import remove_prompts
 from tests.helpers import TINY, tiny_vit
@@ -21,7 +22,7 @@ PATCHES = (16 // TINY["patch_size"]) ** 2  # 16 px images in patches of 4: 16 pa
 
 def _prepared(name: str, backbone: torch.nn.Module, **options) -> torch.nn.Module:
     strategy = strategies.get(name)
-    return strategy(strategy.Options(**options)).prepare(backbone)
+    return apply_strategy(strategy(strategy.Options(**options)), backbone)
 
 
 def _block_inputs(model: torch.nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
