@@ -1,5 +1,8 @@
 """Checks of strategy options, shared by the Options dataclasses.
 
+A message names the option alone (`r must be at least 1`): `benchmark.config.make_options`, where options are
+built from user input, puts the strategy in front (`lora.r must be at least 1`).
+
 They need nothing but Python, so validating `--set lora.r=0` imports neither torch nor peft.
 """
 
@@ -30,8 +33,6 @@ def check_targets(option: str, targets: Sequence[str]) -> None:
         )
 
 
-def validate_bottleneck(strategy: str, dim: int) -> None:
+def validate_bottleneck(dim: int) -> None:
     if not isinstance(dim, int) or dim < 1:
-        raise ValueError(
-            f"{strategy}.dim (bottleneck width) must be a positive integer, e.g. 64; got {dim!r}"
-        )
+        raise ValueError(f"dim (bottleneck width) must be a positive integer, e.g. 64; got {dim!r}")

@@ -20,15 +20,14 @@ FACT_SOURCE = "Jie & Deng 2023 (FacT; JieShibo/PETL-ViT FacT: AdamW lr 1e-3, wei
 
 @dataclasses.dataclass(frozen=True)
 class FacTOptions:
-    strategy: ClassVar[str] = "fact"
     rank: int = 8
     scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"{self.strategy}.rank must be a positive integer, e.g. 8; got {self.rank!r}")
+            raise ValueError(f"rank must be a positive integer, e.g. 8; got {self.rank!r}")
         if not isinstance(self.scale, int | float) or not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"{self.strategy}.scale must be a positive number, e.g. 0.1; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 0.1; got {self.scale!r}")
 
 
 class FacTStrategy(Strategy):

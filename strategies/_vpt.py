@@ -44,16 +44,15 @@ VPT_SOURCE = (
 
 @dataclasses.dataclass(frozen=True)
 class PromptOptions:
-    strategy: ClassVar[str] = "vpt"  # the strategy's name, for error messages
     tokens: int = 10  # prompt tokens per prompted layer; VPT searches {1, 5, 10, 50, 100, 200}
     # Dropout on the prompt tokens during training; the reference code's VTAB runs use 0.1 (demo.ipynb).
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.tokens < 1:
-            raise ValueError(f"{self.strategy}.tokens must be at least 1; got {self.tokens}")
+            raise ValueError(f"tokens must be at least 1; got {self.tokens}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"{self.strategy}.dropout must be in [0, 1); got {self.dropout}")
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
 
 
 class PromptTuning(Strategy):
@@ -64,6 +63,7 @@ class PromptTuning(Strategy):
     """
 
     family = "prompt"
+    Options = PromptOptions
     defaults = VPT_DEFAULTS
     source = VPT_SOURCE
     starts_at_backbone = False

@@ -52,31 +52,29 @@ class AdaloraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("adalora.target_r", self.target_r)
+        check_at_least_one("target_r", self.target_r)
         if self.init_r < self.target_r:
-            raise ValueError(
-                f"adalora.init_r must be at least adalora.target_r {self.target_r}; got {self.init_r}"
-            )
-        check_positive("adalora.alpha", self.alpha)
-        check_dropout("adalora.dropout", self.dropout)
+            raise ValueError(f"init_r must be at least target_r {self.target_r}; got {self.init_r}")
+        check_positive("alpha", self.alpha)
+        check_dropout("dropout", self.dropout)
         for option, value in (
             ("warmup_fraction", self.warmup_fraction),
             ("final_fraction", self.final_fraction),
         ):
             if not 0 <= value < 1:
-                raise ValueError(f"adalora.{option} must be in [0, 1); got {value}")
+                raise ValueError(f"{option} must be in [0, 1); got {value}")
         if self.warmup_fraction + self.final_fraction >= 1:
             raise ValueError(
-                "adalora.warmup_fraction + adalora.final_fraction must be below 1 to leave steps for "
+                "warmup_fraction + final_fraction must be below 1 to leave steps for "
                 f"pruning; got {self.warmup_fraction} + {self.final_fraction}"
             )
-        check_at_least_one("adalora.interval", self.interval)
+        check_at_least_one("interval", self.interval)
         for option, value in (("beta1", self.beta1), ("beta2", self.beta2)):
             if not 0 < value < 1:
-                raise ValueError(f"adalora.{option} must be in (0, 1); got {value}")
+                raise ValueError(f"{option} must be in (0, 1); got {value}")
         if self.orth_reg_weight < 0:
-            raise ValueError(f"adalora.orth_reg_weight must be at least 0; got {self.orth_reg_weight}")
-        check_targets("adalora.targets", self.targets)
+            raise ValueError(f"orth_reg_weight must be at least 0; got {self.orth_reg_weight}")
+        check_targets("targets", self.targets)
 
 
 @register

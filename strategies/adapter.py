@@ -24,7 +24,7 @@ class AdapterOptions:
     )
 
     def __post_init__(self) -> None:
-        validate_bottleneck("adapter", self.dim)
+        validate_bottleneck(self.dim)
 
 
 @register

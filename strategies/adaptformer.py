@@ -23,9 +23,9 @@ class AdaptFormerOptions:
     )
 
     def __post_init__(self) -> None:
-        validate_bottleneck("adaptformer", self.dim)
+        validate_bottleneck(self.dim)
         if not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"adaptformer.scale must be a positive number, e.g. 0.1; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 0.1; got {self.scale!r}")
 
 
 @register

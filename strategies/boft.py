@@ -37,8 +37,8 @@ class BoftOptions:
 
     def __post_init__(self) -> None:
         if self.block_size < 2 or self.block_size % 2:
-            raise ValueError(f"boft.block_size must be an even number of at least 2; got {self.block_size}")
-        check_targets("boft.targets", self.targets)
+            raise ValueError(f"block_size must be an even number of at least 2; got {self.block_size}")
+        check_targets("targets", self.targets)
 
 
 def skip_cuda_extension() -> None:
@@ -74,7 +74,7 @@ class Boft(Strategy):
         for name, module in targeted_linears(model, self.options.targets):
             if module.in_features % self.options.block_size:
                 raise ValueError(
-                    f"boft.block_size {self.options.block_size} must divide the input width "
+                    f"{self.name}.block_size {self.options.block_size} must divide the input width "
                     f"{module.in_features} of {name}"
                 )
         skip_cuda_extension()

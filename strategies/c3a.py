@@ -39,9 +39,9 @@ class C3aOptions:
     kernel_lr_ratio: float = 100.0  # the kernels' lr over the run's (peft's docs: 1e-1 against 1e-3)
 
     def __post_init__(self) -> None:
-        check_at_least_one("c3a.block_size", self.block_size)
-        check_positive("c3a.kernel_lr_ratio", self.kernel_lr_ratio)
-        check_targets("c3a.targets", self.targets)
+        check_at_least_one("block_size", self.block_size)
+        check_positive("kernel_lr_ratio", self.kernel_lr_ratio)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -33,9 +33,9 @@ class ConvpassOptions:
     scale: float = 0.01  # s on the bypass's output (the reference's VTAB configs: 0.01 to 10, per task)
 
     def __post_init__(self) -> None:
-        validate_bottleneck("convpass", self.dim)
+        validate_bottleneck(self.dim)
         if not isinstance(self.scale, int | float) or not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"convpass.scale must be a positive number, e.g. 0.01; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 0.01; got {self.scale!r}")
 
 
 @register

@@ -28,10 +28,10 @@ class DeloraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("delora.r", self.r)
-        check_positive("delora.bound", self.bound)
-        check_dropout("delora.dropout", self.dropout)
-        check_targets("delora.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("bound", self.bound)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

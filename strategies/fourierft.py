@@ -60,11 +60,11 @@ class FourierftOptions:
     targets: tuple[str, ...] = ("q", "v")
 
     def __post_init__(self) -> None:
-        check_at_least_one("fourierft.n_frequency", self.n_frequency)
-        check_positive("fourierft.scaling", self.scaling)
+        check_at_least_one("n_frequency", self.n_frequency)
+        check_positive("scaling", self.scaling)
         if self.spectrum_lr_ratio is not None:
-            check_positive("fourierft.spectrum_lr_ratio", self.spectrum_lr_ratio)
-        check_targets("fourierft.targets", self.targets)
+            check_positive("spectrum_lr_ratio", self.spectrum_lr_ratio)
+        check_targets("targets", self.targets)
 
 
 @register

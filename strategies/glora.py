@@ -35,15 +35,15 @@ class GloraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("glora.r", self.r)
+        check_at_least_one("r", self.r)
         for option, value, valid in (
             ("form_a_b", self.form_a_b, FORMS_A_B),
             ("form_c", self.form_c, FORMS_C),
             ("form_d_e", self.form_d_e, FORMS_D_E),
         ):
             if value not in valid:
-                raise ValueError(f"glora.{option} must be one of {', '.join(valid)}; got {value!r}")
-        check_targets("glora.targets", self.targets)
+                raise ValueError(f"{option} must be one of {', '.join(valid)}; got {value!r}")
+        check_targets("targets", self.targets)
 
 
 @register

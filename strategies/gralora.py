@@ -29,13 +29,13 @@ class GraloraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("gralora.r", self.r)
-        check_positive("gralora.alpha", self.alpha)
-        check_at_least_one("gralora.k", self.k)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_at_least_one("k", self.k)
         if self.r % self.k:
-            raise ValueError(f"gralora.k must divide gralora.r {self.r}; got {self.k}")
-        check_dropout("gralora.dropout", self.dropout)
-        check_targets("gralora.targets", self.targets)
+            raise ValueError(f"k must divide r {self.r}; got {self.k}")
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

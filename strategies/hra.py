@@ -29,10 +29,10 @@ class HraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("hra.r", self.r)
+        check_at_least_one("r", self.r)
         if self.r % 2:
-            raise ValueError(f"hra.r must be even (reflections start in cancelling pairs); got {self.r}")
-        check_targets("hra.targets", self.targets)
+            raise ValueError(f"r must be even (reflections start in cancelling pairs); got {self.r}")
+        check_targets("targets", self.targets)
 
 
 @register

@@ -28,11 +28,10 @@ class Ia3Options:
     feedforward: tuple[str, ...] = ("fc2",)  # targets rescaled at their input, as the paper's FFN scaling
 
     def __post_init__(self) -> None:
-        check_targets("ia3.targets", self.targets)
+        check_targets("targets", self.targets)
         if not set(self.feedforward) <= set(self.targets):
             raise ValueError(
-                f"ia3.feedforward must be a subset of ia3.targets {list(self.targets)}; "
-                f"got {list(self.feedforward)}"
+                f"feedforward must be a subset of targets {list(self.targets)}; got {list(self.feedforward)}"
             )
 
 

@@ -19,7 +19,7 @@ class LastKOptions:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"last_k.k must be at least 1; got {self.k}")
+            raise ValueError(f"k must be at least 1; got {self.k}")
 
 
 @register
@@ -37,7 +37,7 @@ class LastK(Strategy):
         depth = len(require_vit(model, self.name).blocks)
         if self.options.k > depth:
             raise ValueError(
-                f"last_k.k must be between 1 and the model's depth {depth}; got {self.options.k}"
+                f"{self.name}.k must be between 1 and the model's depth {depth}; got {self.options.k}"
             )
         return depth
 

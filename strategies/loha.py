@@ -25,9 +25,9 @@ class LohaOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("loha.r", self.r)
-        check_positive("loha.alpha", self.alpha)
-        check_targets("loha.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_targets("targets", self.targets)
 
 
 @register

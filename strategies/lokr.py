@@ -27,9 +27,9 @@ class LokrOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("lokr.r", self.r)
-        check_positive("lokr.alpha", self.alpha)
-        check_targets("lokr.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -41,17 +41,16 @@ def dense_layer_names(model: nn.Module, strategy: str) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class LoraOptions:
-    strategy: ClassVar[str] = "lora"  # for messages
     r: int = 8  # rank of the update
     alpha: float = 16.0  # the update is scaled by alpha / r
     dropout: float = 0.0  # dropout on the adapter's input
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt, or `dense` (see the module docstring)
 
     def __post_init__(self) -> None:
-        check_at_least_one(f"{self.strategy}.r", self.r)
-        check_positive(f"{self.strategy}.alpha", self.alpha)
-        check_dropout(f"{self.strategy}.dropout", self.dropout)
-        check_targets(f"{self.strategy}.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -28,9 +28,9 @@ class MissOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("miss.r", self.r)
-        check_dropout("miss.dropout", self.dropout)
-        check_targets("miss.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

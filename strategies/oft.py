@@ -30,8 +30,8 @@ class OftOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("oft.block_size", self.block_size)
-        check_targets("oft.targets", self.targets)
+        check_at_least_one("block_size", self.block_size)
+        check_targets("targets", self.targets)
 
 
 def check_block_size(strategy: str, model: nn.Module, targets: tuple[str, ...], block_size: int) -> None:

@@ -30,7 +30,7 @@ class PfeifferAdapterOptions:
     dim: int = 8  # bottleneck width: the VTAB-1k tables' "Adapter" (NOAH: 8; 0.16M on ViT-B/16)
 
     def __post_init__(self) -> None:
-        validate_bottleneck("pfeiffer_adapter", self.dim)
+        validate_bottleneck(self.dim)
 
 
 @register

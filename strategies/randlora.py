@@ -31,10 +31,10 @@ class RandloraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("randlora.r", self.r)
-        check_positive("randlora.alpha", self.alpha)
-        check_dropout("randlora.dropout", self.dropout)
-        check_targets("randlora.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -37,13 +37,13 @@ class RepAdapterOptions:
     scale: float = 1.0  # s (the reference's class default; its VTAB configs search 0.1 to 10 per task)
 
     def __post_init__(self) -> None:
-        validate_bottleneck("repadapter", self.dim)
+        validate_bottleneck(self.dim)
         if not isinstance(self.groups, int) or self.groups < 1 or self.dim % self.groups:
             raise ValueError(
-                f"repadapter.groups must be a positive integer dividing dim={self.dim}, e.g. 2; got {self.groups!r}"
+                f"groups must be a positive integer dividing dim={self.dim}, e.g. 2; got {self.groups!r}"
             )
         if not isinstance(self.scale, int | float) or not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"repadapter.scale must be a positive number, e.g. 1.0; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 1.0; got {self.scale!r}")
 
 
 def _linear(block: nn.Module, path: str, strategy: str) -> nn.Linear:

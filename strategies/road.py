@@ -36,10 +36,10 @@ class RoadOptions:
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise ValueError(f"road.variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
         if self.group_size < 2 or self.group_size % 2:
-            raise ValueError(f"road.group_size must be an even number of at least 2; got {self.group_size}")
-        check_targets("road.targets", self.targets)
+            raise ValueError(f"group_size must be an even number of at least 2; got {self.group_size}")
+        check_targets("targets", self.targets)
 
 
 @register

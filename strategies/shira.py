@@ -32,8 +32,8 @@ class ShiraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("shira.r", self.r)
-        check_targets("shira.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_targets("targets", self.targets)
 
 
 def _random_mask(

@@ -46,18 +46,16 @@ class VbloraOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("vblora.r", self.r)
-        check_at_least_one("vblora.num_vectors", self.num_vectors)
-        check_at_least_one("vblora.vector_length", self.vector_length)
-        check_at_least_one("vblora.topk", self.topk)
+        check_at_least_one("r", self.r)
+        check_at_least_one("num_vectors", self.num_vectors)
+        check_at_least_one("vector_length", self.vector_length)
+        check_at_least_one("topk", self.topk)
         if self.topk > self.num_vectors:
-            raise ValueError(
-                f"vblora.topk must be at most vblora.num_vectors {self.num_vectors}; got {self.topk}"
-            )
-        check_dropout("vblora.dropout", self.dropout)
-        check_positive("vblora.init_bank_bound", self.init_bank_bound)
-        check_positive("vblora.init_logits_std", self.init_logits_std)
-        check_targets("vblora.targets", self.targets)
+            raise ValueError(f"topk must be at most num_vectors {self.num_vectors}; got {self.topk}")
+        check_dropout("dropout", self.dropout)
+        check_positive("init_bank_bound", self.init_bank_bound)
+        check_positive("init_logits_std", self.init_logits_std)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -37,10 +37,10 @@ class VeraOptions:
     targets: tuple[str, ...] = ("q", "v")
 
     def __post_init__(self) -> None:
-        check_at_least_one("vera.r", self.r)
-        check_positive("vera.d_initial", self.d_initial)
-        check_dropout("vera.dropout", self.dropout)
-        check_targets("vera.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("d_initial", self.d_initial)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -39,11 +39,11 @@ class VqtOptions:
 
     def __post_init__(self) -> None:
         if not isinstance(self.queries, int) or self.queries < 1:
-            raise ValueError(f"vqt.queries must be a positive integer, e.g. 1; got {self.queries!r}")
+            raise ValueError(f"queries must be a positive integer, e.g. 1; got {self.queries!r}")
         if not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
-            raise ValueError(f"vqt.dropout must be in [0, 1); got {self.dropout!r}")
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not isinstance(self.normalize, bool):
-            raise ValueError(f"vqt.normalize must be true or false; got {self.normalize!r}")
+            raise ValueError(f"normalize must be true or false; got {self.normalize!r}")
 
 
 @register

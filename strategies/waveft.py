@@ -30,9 +30,9 @@ class WaveftOptions:
     targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
 
     def __post_init__(self) -> None:
-        check_at_least_one("waveft.n_frequency", self.n_frequency)
-        check_positive("waveft.scaling", self.scaling)
-        check_targets("waveft.targets", self.targets)
+        check_at_least_one("n_frequency", self.n_frequency)
+        check_positive("scaling", self.scaling)
+        check_targets("targets", self.targets)
 
 
 @register
@@ -55,7 +55,7 @@ class Waveft(Strategy):
         for m, n in target_widths(model, self.options.targets):
             if m * n < self.options.n_frequency:
                 raise ValueError(
-                    f"waveft.n_frequency must be at most the adapted layers' weights {m * n}; "
+                    f"{self.name}.n_frequency must be at most the adapted layers' weights {m * n}; "
                     f"got {self.options.n_frequency}"
                 )
         config = WaveFTConfig(

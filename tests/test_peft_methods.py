@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
 from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
@@ -171,16 +173,21 @@ def test_adalora_hooks_refuse_a_model_they_did_not_prepare():
         ("oft", {"block_size": 12}, "oft.block_size 12 must divide the input width 32"),
         ("boft", {"block_size": 3}, "boft.block_size must be an even number"),
         ("boft", {"block_size": 6}, "boft.block_size 6 must divide the input width 32"),
-        ("fourierft", {"spectrum_lr_ratio": 0}, "fourierft.spectrum_lr_ratio must be positive"),
-        ("adalora", {"init_r": 4}, "adalora.init_r must be at least adalora.target_r 8"),
+        ("adalora", {"init_r": 4}, "adalora.init_r must be at least target_r 8"),
         ("adalora", {"warmup_fraction": 0.5, "final_fraction": 0.5}, "must be below 1"),
-        ("ia3", {"feedforward": ("proj",)}, "ia3.feedforward must be a subset of ia3.targets"),
+        ("ia3", {"feedforward": ("proj",)}, "ia3.feedforward must be a subset of targets"),
         ("vera", {"targets": ("nope",)}, r"vera.targets \['nope'\] match no module"),
         ("dora", {"r": 0}, "dora.r must be at least 1"),
-        ("loha", {"targets": "qkv"}, "loha.targets must be a tuple"),
+        ("loha", {"targets": ""}, "loha.targets must be a tuple"),
     ],
 )
 def test_bad_options_and_unfit_models_name_the_option(name, options, message):
-    strategy = strategies.get(name)
-    with pytest.raises(ValueError, match=message):
-        apply_strategy(strategy(strategy.Options(**options)), tiny_vit())
+    # Options as the user gives them (make_options names the strategy), then fitted to a model.
+    with pytest.raises((UsageError, ValueError), match=message):
+        apply_strategy(strategies.get(name)(make_options(name, options)), tiny_vit())
+
+
+def test_fourierft_spectrum_lr_ratio_must_be_positive():
+    # Built directly: `--set fourierft.spectrum_lr_ratio=...` stops earlier, at the `float | None` coercion.
+    with pytest.raises(ValueError, match="spectrum_lr_ratio must be positive"):
+        strategies.get("fourierft").Options(spectrum_lr_ratio=0.0)

@@ -11,6 +11,8 @@ import timm
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
 from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
@@ -178,9 +180,9 @@ def test_a_resnet_is_refused_in_one_line(name, message):
         ("hra", {"r": 3}, "hra.r must be even"),
         ("road", {"variant": "road_3"}, "road.variant must be one of road_1, road_2, road_4; got 'road_3'"),
         ("road", {"group_size": 5}, "road.group_size must be an even number"),
-        ("gralora", {"k": 3}, "gralora.k must divide gralora.r 32; got 3"),
+        ("gralora", {"k": 3}, "gralora.k must divide r 32; got 3"),
         ("glora", {"form_d_e": "lora"}, "glora.form_d_e must be one of vector, constant, none"),
-        ("vblora", {"topk": 300}, "vblora.topk must be at most vblora.num_vectors 256"),
+        ("vblora", {"topk": 300}, "vblora.topk must be at most num_vectors 256"),
         ("delora", {"bound": 0}, "delora.bound must be positive"),
         ("miss", {"dropout": 1.0}, r"miss.dropout must be in \[0, 1\)"),
         ("c3a", {"block_size": 0}, "c3a.block_size must be at least 1"),
@@ -190,8 +192,8 @@ def test_a_resnet_is_refused_in_one_line(name, message):
     ],
 )
 def test_bad_options_name_the_option(name, options, message):
-    with pytest.raises(ValueError, match=message):
-        strategies.get(name).Options(**options)
+    with pytest.raises(UsageError, match=message):
+        make_options(name, options)
 
 
 def test_waveft_refuses_more_coefficients_than_weights():

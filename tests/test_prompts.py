@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
 from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
@@ -155,5 +157,5 @@ def test_needs_a_vision_transformer(name):
     ],
 )
 def test_options_are_validated(options, message):
-    with pytest.raises(ValueError, match=message):
-        strategies.get("vpt_deep").Options(**options)
+    with pytest.raises(UsageError, match=message):
+        make_options("vpt_deep", options)

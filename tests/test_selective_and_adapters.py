@@ -9,6 +9,8 @@ import timm
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
 from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
@@ -128,8 +130,8 @@ def test_vit_only_strategies_reject_a_resnet_in_one_line(name):
     ],
 )
 def test_invalid_options_name_the_option(name, options, message):
-    with pytest.raises(ValueError, match=message):
-        strategies.get(name).Options(**options)
+    with pytest.raises(UsageError, match=message):
+        make_options(name, options)
 
 
 def test_ssf_scales_and_shifts_the_patch_embedding_channels():

@@ -10,6 +10,8 @@ import timm
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
 from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
@@ -138,6 +140,6 @@ def test_vqt_leaves_the_backbone_features_and_trains_its_queries():
     ],
 )
 def test_bad_options_are_one_line_errors_naming_the_option(name, option, value):
-    with pytest.raises(ValueError, match=f"{name}.{option}( .*)? must") as error:
-        strategies.get(name).Options(**{option: value})
+    with pytest.raises(UsageError, match=f"{name}.{option}( .*)? must") as error:
+        make_options(name, {option: value})
     assert "\n" not in str(error.value)
