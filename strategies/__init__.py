@@ -15,12 +15,18 @@ import importlib
 import pkgutil
 
 from benchmark.registry import Registry
-from strategies.base import Split, Strategy
+from strategies.base import FAMILIES, Split, Strategy
 
 REGISTRY: Registry[type[Strategy]] = Registry("strategy")
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
+    """Add a strategy to the registry; its family must be declared, and be one of FAMILIES."""
+    family = getattr(cls, "family", None)
+    if family not in FAMILIES:
+        raise ValueError(
+            f"strategy '{cls.name}' must declare its family, one of {', '.join(FAMILIES)}; got {family!r}"
+        )
     return REGISTRY.add(cls.name, cls)
 
 

@@ -8,7 +8,9 @@ They need nothing but Python, so validating `--set lora.r=0` imports neither tor
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 
 def check_positive(option: str, value: float) -> None:
@@ -36,3 +38,8 @@ def check_targets(option: str, targets: Sequence[str]) -> None:
 def validate_bottleneck(dim: int) -> None:
     if not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim (bottleneck width) must be a positive integer, e.g. 64; got {dim!r}")
+
+
+def option(default: Any, help: str) -> Any:
+    """An Options field with its meaning, shown by `list` (peft's way: `field(metadata={"help": ...})`)."""
+    return dataclasses.field(default=default, metadata={"help": help})

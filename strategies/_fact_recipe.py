@@ -7,6 +7,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, ClassVar
 
+from strategies._checks import option
 from strategies._protocol import PEFT_PROTOCOL
 from strategies.base import Strategy, freeze
 
@@ -20,8 +21,8 @@ FACT_SOURCE = "Jie & Deng 2023 (FacT; JieShibo/PETL-ViT FacT: AdamW lr 1e-3, wei
 
 @dataclasses.dataclass(frozen=True)
 class FacTOptions:
-    rank: int = 8
-    scale: float = 1.0
+    rank: int = option(8, "rank of the factorised update (width <-> rank projections)")
+    scale: float = option(1.0, "the update is multiplied by this (FacT's s)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.rank, int) or self.rank < 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from strategies._checks import option
 from strategies.base import Strategy
 
 if TYPE_CHECKING:
@@ -44,9 +45,11 @@ VPT_SOURCE = (
 
 @dataclasses.dataclass(frozen=True)
 class PromptOptions:
-    tokens: int = 10  # prompt tokens per prompted layer; VPT searches {1, 5, 10, 50, 100, 200}
-    # Dropout on the prompt tokens during training; the reference code's VTAB runs use 0.1 (demo.ipynb).
-    dropout: float = 0.1
+    tokens: int = option(10, "prompt tokens per prompted layer; VPT searches {1, 5, 10, 50, 100, 200}")
+    dropout: float = option(
+        0.1,
+        "dropout on the prompt tokens during training; the reference code's VTAB runs use 0.1 (demo.ipynb)",
+    )
 
     def __post_init__(self) -> None:
         if self.tokens < 1:

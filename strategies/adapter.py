@@ -9,7 +9,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
+from strategies._checks import option, validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy, freeze
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class AdapterOptions:
-    dim: int = (
-        64  # bottleneck width; one of the sizes the paper sweeps, {8, 64, 256} (Houlsby et al. 2019, GLUE)
+    dim: int = option(
+        64, "bottleneck width; one of the sizes the paper sweeps, {8, 64, 256} (Houlsby et al. 2019, GLUE)"
     )
 
     def __post_init__(self) -> None:

@@ -7,7 +7,7 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
+from strategies._checks import option, validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy, freeze
 
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class AdaptFormerOptions:
-    dim: int = 64  # bottleneck width (Chen et al. 2022, implementation details: 64)
-    scale: float = (
-        0.1  # fixed factor s on the adapter's output (Chen et al. 2022, implementation details: s = 0.1)
+    dim: int = option(64, "bottleneck width (Chen et al. 2022, implementation details: 64)")
+    scale: float = option(
+        0.1, "fixed factor s on the adapter's output (Chen et al. 2022, implementation details: s = 0.1)"
     )
 
     def __post_init__(self) -> None:

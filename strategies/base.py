@@ -45,7 +45,7 @@ class Strategy:
 
     name: ClassVar[str]
     description: ClassVar[str]
-    family: ClassVar[str] = "additive"  # one of FAMILIES
+    family: ClassVar[str]  # one of FAMILIES, declared by every strategy (checked by `strategies.register`)
     Options: ClassVar[type] = NoOptions
     uses_pretrained: ClassVar[bool] = True
     # Training hyper-parameters that suit this strategy; command-line flags override them.

@@ -22,7 +22,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_targets
+from strategies._checks import check_targets, option
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class BoftOptions:
-    block_size: int = 4  # side of each orthogonal block; must divide the adapted layers' input width
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    block_size: int = option(4, "side of each orthogonal block; must divide the adapted layers' input width")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
         if self.block_size < 2 or self.block_size % 2:

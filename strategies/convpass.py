@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
+from strategies._checks import option, validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL
 from strategies.base import Strategy, freeze
 
@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class ConvpassOptions:
-    dim: int = 8  # hidden channels of the bypass (the reference: dim=8)
-    scale: float = 0.01  # s on the bypass's output (the reference's VTAB configs: 0.01 to 10, per task)
+    dim: int = option(8, "hidden channels of the bypass (the reference: dim=8)")
+    scale: float = option(
+        0.01, "s on the bypass's output (the reference's VTAB configs: 0.01 to 10, per task)"
+    )
 
     def __post_init__(self) -> None:
         validate_bottleneck(self.dim)

@@ -14,7 +14,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_targets
+from strategies._checks import check_at_least_one, check_targets, option
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class HraOptions:
-    r: int = 8  # Householder reflections per adapted layer (even: they start in cancelling pairs)
-    apply_gs: bool = False  # Gram-Schmidt orthogonalisation of the reflection vectors
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(8, "Householder reflections per adapted layer (even: they start in cancelling pairs)")
+    apply_gs: bool = option(False, "Gram-Schmidt orthogonalisation of the reflection vectors")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
         check_at_least_one("r", self.r)

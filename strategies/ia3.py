@@ -14,7 +14,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_targets
+from strategies._checks import check_targets, option
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
@@ -24,8 +24,12 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Ia3Options:
-    targets: tuple[str, ...] = ("qkv", "fc2")  # modules whose output (or, if feed-forward, input) is rescaled
-    feedforward: tuple[str, ...] = ("fc2",)  # targets rescaled at their input, as the paper's FFN scaling
+    targets: tuple[str, ...] = option(
+        ("qkv", "fc2"), "modules whose output (or, if feed-forward, input) is rescaled"
+    )
+    feedforward: tuple[str, ...] = option(
+        ("fc2",), "targets rescaled at their input, as the paper's FFN scaling"
+    )
 
     def __post_init__(self) -> None:
         check_targets("targets", self.targets)

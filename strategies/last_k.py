@@ -6,6 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
+from strategies._checks import option
 from strategies.base import Split, Strategy, freeze, unfreeze
 from strategies.full import PAPER_FINETUNE, PAPER_SOURCE
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class LastKOptions:
-    k: int = 2  # how many of the last transformer blocks train
+    k: int = option(2, "how many of the last transformer blocks train")
 
     def __post_init__(self) -> None:
         if self.k < 1:

@@ -13,7 +13,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_targets
+from strategies._checks import check_at_least_one, check_dropout, check_targets, option
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
 from strategies.base import Strategy
 
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class MissOptions:
-    r: int = 64  # width of the shard along the input (at most the adapted layers' input width)
-    dropout: float = 0.0  # dropout on the adapter's input
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(64, "width of the shard along the input (at most the adapted layers' input width)")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
         check_at_least_one("r", self.r)

@@ -16,7 +16,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_targets
+from strategies._checks import check_at_least_one, check_targets, option
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class OftOptions:
-    block_size: int = 32  # side of each orthogonal block; must divide the adapted layers' input width
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    block_size: int = option(32, "side of each orthogonal block; must divide the adapted layers' input width")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
         check_at_least_one("block_size", self.block_size)

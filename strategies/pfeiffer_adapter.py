@@ -17,7 +17,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
+from strategies._checks import option, validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy, freeze
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class PfeifferAdapterOptions:
-    dim: int = 8  # bottleneck width: the VTAB-1k tables' "Adapter" (NOAH: 8; 0.16M on ViT-B/16)
+    dim: int = option(8, 'bottleneck width: the VTAB-1k tables\' "Adapter" (NOAH: 8; 0.16M on ViT-B/16)')
 
     def __post_init__(self) -> None:
         validate_bottleneck(self.dim)

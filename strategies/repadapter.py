@@ -22,7 +22,7 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
+from strategies._checks import option, validate_bottleneck
 from strategies._protocol import PEFT_PROTOCOL
 from strategies.base import Strategy, freeze
 
@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class RepAdapterOptions:
-    dim: int = 8  # hidden width (the reference: dim=8)
-    groups: int = 2  # groups of the up-projection (the reference: groups=2)
-    scale: float = 1.0  # s (the reference's class default; its VTAB configs search 0.1 to 10 per task)
+    dim: int = option(8, "hidden width (the reference: dim=8)")
+    groups: int = option(2, "groups of the up-projection (the reference: groups=2)")
+    scale: float = option(
+        1.0, "s (the reference's class default; its VTAB configs search 0.1 to 10 per task)"
+    )
 
     def __post_init__(self) -> None:
         validate_bottleneck(self.dim)

@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_targets
+from strategies._checks import check_targets, option
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
 
@@ -28,11 +28,11 @@ VARIANTS = ("road_1", "road_2", "road_4")  # out / 2, out and 2 x out angles (an
 
 @dataclasses.dataclass(frozen=True)
 class RoadOptions:
-    variant: str = (
-        "road_1"  # one angle and scale per output pair (road_1), per output (road_2) or two (road_4)
+    variant: str = option(
+        "road_1", "one angle and scale per output pair (road_1), per output (road_2) or two (road_4)"
     )
-    group_size: int = 64  # outputs are paired within groups of this size (even)
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    group_size: int = option(64, "outputs are paired within groups of this size (even)")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

@@ -24,6 +24,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
+from strategies._checks import option
 from strategies._vpt import VPT_DEFAULTS, VPT_LR_GRID, VPT_SOURCE
 from strategies.base import Strategy, freeze
 
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class VqtOptions:
-    queries: int = 1  # query tokens per block (Tu et al. 2023: 1 is its leanest setting)
-    dropout: float = 0.1  # on the query tokens during training (the reference's VTAB script: 0.1)
-    normalize: bool = False  # L2-normalise each part of the head's input (the reference's default: True)
+    queries: int = option(1, "query tokens per block (Tu et al. 2023: 1 is its leanest setting)")
+    dropout: float = option(0.1, "on the query tokens during training (the reference's VTAB script: 0.1)")
+    normalize: bool = option(
+        False, "L2-normalise each part of the head's input (the reference's default: True)"
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.queries, int) or self.queries < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -106,3 +107,23 @@ def test_prepared_model_starts_at_the_backbone(name):
     images = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(model(images), reference(images), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_every_option_says_what_it_means(name):
+    """`list` shows each option's help text: every option of every strategy must have one."""
+    for field in dataclasses.fields(strategies.get(name).Options):
+        assert field.metadata.get("help", "").strip(), f"{name}.{field.name} has no help text"
+
+
+@pytest.mark.parametrize("family", [None, "additve"])
+def test_a_strategy_must_declare_one_of_the_families(family):
+    class Undeclared(strategies.Strategy):
+        name = "undeclared"
+        description = "a strategy that forgets or misspells its family"
+
+    if family is not None:
+        Undeclared.family = family
+    with pytest.raises(ValueError, match="strategy 'undeclared' must declare its family, one of baseline"):
+        strategies.register(Undeclared)
+    assert "undeclared" not in strategies.names()
