@@ -38,7 +38,7 @@ def get(name: str) -> type[Strategy]:
     return REGISTRY.get(name)
 
 
-_HELPERS = {"base", "vit"}  # modules that define no strategy of their own (`vit` imports timm)
+_HELPERS = {"base", "recipes", "vit"}  # modules that define no strategy of their own (`vit` imports timm)
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _HELPERS and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")

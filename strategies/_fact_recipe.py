@@ -8,8 +8,8 @@ import math
 from typing import TYPE_CHECKING, ClassVar
 
 from strategies._checks import option
-from strategies._protocol import PEFT_PROTOCOL
 from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL
 
 if TYPE_CHECKING:
     from torch import nn

@@ -8,8 +8,8 @@ Everything else is `lora`'s: the same options, targets and training defaults.
 from __future__ import annotations
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL_SOURCE
 from strategies.lora import Lora
+from strategies.recipes import PEFT_PROTOCOL_SOURCE
 
 
 @register

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import option
 from strategies.base import Split, Strategy, freeze, unfreeze
-from strategies.full import PAPER_FINETUNE, PAPER_SOURCE
+from strategies.recipes import PAPER_FINETUNE, PAPER_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn

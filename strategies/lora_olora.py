@@ -11,8 +11,8 @@ alpha=16 are lora's, for a like-for-like rank.
 from __future__ import annotations
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL_SOURCE
 from strategies.lora import Lora
+from strategies.recipes import PEFT_PROTOCOL_SOURCE
 
 
 @register

@@ -11,8 +11,8 @@ options, targets (qkv) and training defaults; r=8, alpha=16 are lora's, for a li
 from __future__ import annotations
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL_SOURCE, adamw_grid_with
 from strategies.lora import Lora
+from strategies.recipes import PEFT_PROTOCOL_SOURCE, adamw_grid_with
 
 
 @register

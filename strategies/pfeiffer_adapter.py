@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import option, validate_bottleneck
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn

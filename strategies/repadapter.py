@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import option, validate_bottleneck
-from strategies._protocol import PEFT_PROTOCOL
 from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL
 
 if TYPE_CHECKING:
     from torch import nn

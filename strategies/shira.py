@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_targets, option
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     import torch

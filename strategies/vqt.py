@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import option
-from strategies._vpt import VPT_DEFAULTS, VPT_LR_GRID, VPT_SOURCE
 from strategies.base import Strategy, freeze
+from strategies.recipes import VPT_DEFAULTS, VPT_LR_GRID, VPT_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
