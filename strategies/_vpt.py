@@ -1,5 +1,6 @@
 """Visual prompt tuning's options and strategy base class, shared by `vpt_shallow` and `vpt_deep` (their
-training recipe is `recipes.VPT_DEFAULTS`). The prompt tokens themselves, and how they enter a ViT, are in `_prompts`."""
+training recipe is `recipes.VPT_DEFAULTS`).
+The prompt tokens themselves, and how they enter a ViT, are in `_prompts`."""
 
 from __future__ import annotations
 
