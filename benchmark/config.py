@@ -200,7 +200,10 @@ def make_train_params(strategy: str, flags: dict[str, Any], overrides: dict[str,
 
 
 def make_options(strategy: str, values: dict[str, Any]) -> Any:
-    return build_dataclass(strategy_class(strategy).Options, values, prefix=f"{strategy}.")
+    """The strategy's options from user input. The one place that names the strategy in an option's message:
+    an Options check says `r must be at least 1`, the user reads `lora.r must be at least 1`."""
+    prefix = f"{strategy}."
+    return build_dataclass(strategy_class(strategy).Options, values, prefix=prefix, error_prefix=prefix)
 
 
 def split_overrides(strategy: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

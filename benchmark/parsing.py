@@ -79,8 +79,9 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     raise UsageError(f"{key} must be a {name}; got '{value}'")
 
 
-def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    """Instantiate `cls` from parsed values, naming unknown keys and bad values in one line."""
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str, error_prefix: str = "") -> Any:
+    """Instantiate `cls` from parsed values, naming unknown keys and bad values in one line; `error_prefix`
+    goes in front of the messages of `cls`'s own checks."""
     hints = typing.get_type_hints(cls)
     fields = [field.name for field in dataclasses.fields(cls)]
     for key in values:
@@ -91,4 +92,4 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str) -> Any:
     try:
         return cls(**typed)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f"{error_prefix}{error}") from None

@@ -15,12 +15,18 @@ import importlib
 import pkgutil
 
 from benchmark.registry import Registry
-from strategies.base import Split, Strategy
+from strategies.base import FAMILIES, Split, Strategy
 
 REGISTRY: Registry[type[Strategy]] = Registry("strategy")
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
+    """Add a strategy to the registry; its family must be declared, and be one of FAMILIES."""
+    family = getattr(cls, "family", None)
+    if family not in FAMILIES:
+        raise ValueError(
+            f"strategy '{cls.name}' must declare its family, one of {', '.join(FAMILIES)}; got {family!r}"
+        )
     return REGISTRY.add(cls.name, cls)
 
 
@@ -32,7 +38,7 @@ def get(name: str) -> type[Strategy]:
     return REGISTRY.get(name)
 
 
-_HELPERS = {"base", "vit"}  # modules that define no strategy of their own (`vit` imports timm)
+_HELPERS = {"base", "recipes", "vit"}  # modules that define no strategy of their own (`vit` imports timm)
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _HELPERS and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,11 +1,16 @@
 """Checks of strategy options, shared by the Options dataclasses.
 
+A message names the option alone (`r must be at least 1`): `benchmark.config.make_options`, where options are
+built from user input, puts the strategy in front (`lora.r must be at least 1`).
+
 They need nothing but Python, so validating `--set lora.r=0` imports neither torch nor peft.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 
 def check_positive(option: str, value: float) -> None:
@@ -30,8 +35,11 @@ def check_targets(option: str, targets: Sequence[str]) -> None:
         )
 
 
-def validate_bottleneck(strategy: str, dim: int) -> None:
+def validate_bottleneck(dim: int) -> None:
     if not isinstance(dim, int) or dim < 1:
-        raise ValueError(
-            f"{strategy}.dim (bottleneck width) must be a positive integer, e.g. 64; got {dim!r}"
-        )
+        raise ValueError(f"dim (bottleneck width) must be a positive integer, e.g. 64; got {dim!r}")
+
+
+def option(default: Any, help: str) -> Any:
+    """An Options field with its meaning, shown by `list` (peft's way: `field(metadata={"help": ...})`)."""
+    return dataclasses.field(default=default, metadata={"help": help})

@@ -7,8 +7,9 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, ClassVar
 
-from strategies._protocol import PEFT_PROTOCOL
-from strategies.base import Strategy, freeze, unfreeze
+from strategies._checks import option
+from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL
 
 if TYPE_CHECKING:
     from torch import nn
@@ -20,15 +21,14 @@ FACT_SOURCE = "Jie & Deng 2023 (FacT; JieShibo/PETL-ViT FacT: AdamW lr 1e-3, wei
 
 @dataclasses.dataclass(frozen=True)
 class FacTOptions:
-    strategy: ClassVar[str] = "fact"
-    rank: int = 8
-    scale: float = 1.0
+    rank: int = option(8, "rank of the factorised update (width <-> rank projections)")
+    scale: float = option(1.0, "the update is multiplied by this (FacT's s)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError(f"{self.strategy}.rank must be a positive integer, e.g. 8; got {self.rank!r}")
+            raise ValueError(f"rank must be a positive integer, e.g. 8; got {self.rank!r}")
         if not isinstance(self.scale, int | float) or not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"{self.strategy}.scale must be a positive number, e.g. 0.1; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 0.1; got {self.scale!r}")
 
 
 class FacTStrategy(Strategy):
@@ -56,5 +56,4 @@ class FacTStrategy(Strategy):
                 )
         freeze(vit)
         add_fact(vit, self.options.rank, self.options.scale, self.tucker)
-        unfreeze(vit.get_classifier())
         return vit

@@ -2,8 +2,8 @@
 
 Every peft strategy freezes the backbone, lets peft add its adapter to the targeted modules in place
 (the model stays the timm model, so the runner, `get_classifier` and the counts see it unchanged),
-and trains the new head in place. The head is never put in peft's `modules_to_save`, which would keep a
-second copy of it and count the head twice.
+and leaves the new head to `prepare_model`, which trains it in place. The head is never put in peft's
+`modules_to_save`, which would keep a second copy of it and count the head twice.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from peft import PeftConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from strategies.base import freeze, unfreeze
+from strategies.base import freeze
 
 ADAPTER = "default"  # peft's adapter name; one adapter per model here
 
@@ -44,20 +44,15 @@ def _peft_error(strategy: str, error: ValueError) -> ValueError:
     return ValueError(f"{strategy} cannot adapt this model: {message}")
 
 
-def _train_head(model: nn.Module) -> nn.Module:
-    unfreeze(model.get_classifier())
-    return model
-
-
 def inject(strategy: str, config: PeftConfig, model: nn.Module, targets: Sequence[str]) -> nn.Module:
-    """Freeze `model`, add peft's adapter described by `config` in place, and train the head."""
+    """Freeze `model` and add peft's adapter described by `config` in place."""
     _check_targets_exist(strategy, model, targets)
     freeze(model)
     try:
         model = inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     except ValueError as error:  # e.g. a target of a type the method cannot adapt
         raise _peft_error(strategy, error) from None
-    return _train_head(model)
+    return model
 
 
 def attach_tuner(
@@ -72,7 +67,6 @@ def attach_tuner(
         tuner = tuner_class(model, config, ADAPTER)
     except ValueError as error:
         raise _peft_error(strategy, error) from None
-    _train_head(model)
     return tuner
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from strategies.base import freeze, unfreeze
+from strategies.base import freeze
 from strategies.vit import require_vit
 
 
@@ -67,7 +67,7 @@ class PromptedBlocks(nn.Sequential):
 
 def add_prompts(model: nn.Module, strategy: str, tokens: int, layers: int, dropout: float) -> nn.Module:
     """Freeze `model`, give it `tokens` prompts for each of its first `layers` blocks (1: shallow,
-    depth: deep), and leave the prompts and the head trainable. Works on a meta-device skeleton."""
+    depth: deep), and leave the prompts trainable. Works on a meta-device skeleton."""
     vit = require_vit(model, strategy)
     freeze(vit)
     reference = next(vit.blocks.parameters())
@@ -77,7 +77,6 @@ def add_prompts(model: nn.Module, strategy: str, tokens: int, layers: int, dropo
     bound = prompt_init_bound(tuple(vit.patch_embed.patch_size), vit.embed_dim)
     nn.init.uniform_(prompts, -bound, bound)
     vit.blocks = PromptedBlocks(vit.blocks, prompts, vit.num_prefix_tokens, dropout)
-    unfreeze(vit.get_classifier())
     return vit
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from strategies.base import freeze, unfreeze
+from strategies.base import freeze
 
 if TYPE_CHECKING:
     from torch import nn
@@ -15,7 +15,7 @@ def train_selected(
     model: nn.Module, selected: Callable[[str, nn.Module, nn.Parameter], bool], strategy: str, needs: str
 ) -> nn.Module:
     """Freeze `model`, then unfreeze every backbone parameter for which
-    `selected(name, owning module, parameter)` holds, and the whole head.
+    `selected(name, owning module, parameter)` holds (the head is `prepare_model`'s).
 
     Raises ValueError naming `needs` when no backbone parameter is selected: the strategy would
     then be a linear probe under another name.
@@ -33,7 +33,6 @@ def train_selected(
         raise ValueError(
             f"strategy '{strategy}' needs {needs} outside the head; {type(model).__name__} has none"
         )
-    unfreeze(head)
     return model
 
 

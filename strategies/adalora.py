@@ -22,9 +22,9 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 ADAPTER_NAME = "default"  # peft's adapter name, as strategies._peft.ADAPTER (which imports peft)
 
@@ -39,44 +39,44 @@ ALLOCATOR_SCORES = ("ipt", "exp_avg_ipt", "exp_avg_unc")
 
 @dataclasses.dataclass(frozen=True)
 class AdaloraOptions:
-    init_r: int = 12  # rank of every module before pruning
-    target_r: int = 8  # average rank per module at the end of the budget schedule
-    alpha: float = 16.0  # the update is scaled by alpha / init_r, as the lora strategy's alpha / r
-    dropout: float = 0.0  # dropout on the adapter's input
-    warmup_fraction: float = 0.1  # share of the run's steps before pruning starts (peft's tinit)
-    final_fraction: float = 0.2  # share of the run's steps trained at the final budget (peft's tfinal)
-    interval: int = 1  # steps between two budget re-allocations (peft's deltaT)
-    beta1: float = 0.85  # smoothing of the sensitivity (importance) estimate
-    beta2: float = 0.85  # smoothing of its uncertainty
-    orth_reg_weight: float = 0.5  # weight of the orthogonality regulariser on P and Q
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    init_r: int = option(12, "rank of every module before pruning")
+    target_r: int = option(8, "average rank per module at the end of the budget schedule")
+    alpha: float = option(16.0, "the update is scaled by alpha / init_r, as the lora strategy's alpha / r")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    warmup_fraction: float = option(0.1, "share of the run's steps before pruning starts (peft's tinit)")
+    final_fraction: float = option(
+        0.2, "share of the run's steps trained at the final budget (peft's tfinal)"
+    )
+    interval: int = option(1, "steps between two budget re-allocations (peft's deltaT)")
+    beta1: float = option(0.85, "smoothing of the sensitivity (importance) estimate")
+    beta2: float = option(0.85, "smoothing of its uncertainty")
+    orth_reg_weight: float = option(0.5, "weight of the orthogonality regulariser on P and Q")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("adalora.target_r", self.target_r)
+        check_at_least_one("target_r", self.target_r)
         if self.init_r < self.target_r:
-            raise ValueError(
-                f"adalora.init_r must be at least adalora.target_r {self.target_r}; got {self.init_r}"
-            )
-        check_positive("adalora.alpha", self.alpha)
-        check_dropout("adalora.dropout", self.dropout)
-        for option, value in (
+            raise ValueError(f"init_r must be at least target_r {self.target_r}; got {self.init_r}")
+        check_positive("alpha", self.alpha)
+        check_dropout("dropout", self.dropout)
+        for key, value in (
             ("warmup_fraction", self.warmup_fraction),
             ("final_fraction", self.final_fraction),
         ):
             if not 0 <= value < 1:
-                raise ValueError(f"adalora.{option} must be in [0, 1); got {value}")
+                raise ValueError(f"{key} must be in [0, 1); got {value}")
         if self.warmup_fraction + self.final_fraction >= 1:
             raise ValueError(
-                "adalora.warmup_fraction + adalora.final_fraction must be below 1 to leave steps for "
+                "warmup_fraction + final_fraction must be below 1 to leave steps for "
                 f"pruning; got {self.warmup_fraction} + {self.final_fraction}"
             )
-        check_at_least_one("adalora.interval", self.interval)
-        for option, value in (("beta1", self.beta1), ("beta2", self.beta2)):
+        check_at_least_one("interval", self.interval)
+        for key, value in (("beta1", self.beta1), ("beta2", self.beta2)):
             if not 0 < value < 1:
-                raise ValueError(f"adalora.{option} must be in (0, 1); got {value}")
+                raise ValueError(f"{key} must be in (0, 1); got {value}")
         if self.orth_reg_weight < 0:
-            raise ValueError(f"adalora.orth_reg_weight must be at least 0; got {self.orth_reg_weight}")
-        check_targets("adalora.targets", self.targets)
+            raise ValueError(f"orth_reg_weight must be at least 0; got {self.orth_reg_weight}")
+        check_targets("targets", self.targets)
 
 
 @register

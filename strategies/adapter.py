@@ -9,9 +9,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy, freeze, unfreeze
+from strategies._checks import option, validate_bottleneck
+from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class AdapterOptions:
-    dim: int = (
-        64  # bottleneck width; one of the sizes the paper sweeps, {8, 64, 256} (Houlsby et al. 2019, GLUE)
+    dim: int = option(
+        64, "bottleneck width; one of the sizes the paper sweeps, {8, 64, 256} (Houlsby et al. 2019, GLUE)"
     )
 
     def __post_init__(self) -> None:
-        validate_bottleneck("adapter", self.dim)
+        validate_bottleneck(self.dim)
 
 
 @register
@@ -55,5 +55,4 @@ class Adapter(Strategy):
             for part in ("attn", "mlp"):
                 adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.GELU, like.device, like.dtype)
                 setattr(block, part, SequentialAdapter(getattr(block, part), adapter))
-        unfreeze(vit.get_classifier())
         return vit

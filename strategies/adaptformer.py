@@ -7,9 +7,9 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy, freeze, unfreeze
+from strategies._checks import option, validate_bottleneck
+from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -17,15 +17,15 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class AdaptFormerOptions:
-    dim: int = 64  # bottleneck width (Chen et al. 2022, implementation details: 64)
-    scale: float = (
-        0.1  # fixed factor s on the adapter's output (Chen et al. 2022, implementation details: s = 0.1)
+    dim: int = option(64, "bottleneck width (Chen et al. 2022, implementation details: 64)")
+    scale: float = option(
+        0.1, "fixed factor s on the adapter's output (Chen et al. 2022, implementation details: s = 0.1)"
     )
 
     def __post_init__(self) -> None:
-        validate_bottleneck("adaptformer", self.dim)
+        validate_bottleneck(self.dim)
         if not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"adaptformer.scale must be a positive number, e.g. 0.1; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 0.1; got {self.scale!r}")
 
 
 @register
@@ -51,5 +51,4 @@ class AdaptFormer(Strategy):
             like = next(block.parameters())
             adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.ReLU, like.device, like.dtype)
             block.mlp = ParallelAdapter(block.mlp, adapter, self.options.scale)
-        unfreeze(vit.get_classifier())
         return vit

@@ -45,7 +45,7 @@ class Strategy:
 
     name: ClassVar[str]
     description: ClassVar[str]
-    family: ClassVar[str] = "additive"  # one of FAMILIES
+    family: ClassVar[str]  # one of FAMILIES, declared by every strategy (checked by `strategies.register`)
     Options: ClassVar[type] = NoOptions
     uses_pretrained: ClassVar[bool] = True
     # Training hyper-parameters that suit this strategy; command-line flags override them.
@@ -66,7 +66,8 @@ class Strategy:
         return {"lr": SGD_LR_GRID if sgd else ADAMW_LR_GRID}
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Freeze, adapt or re-initialise `model` in place and return the model to train.
+        """Freeze, adapt or re-initialise `model` in place and return the model to train; `prepare_model`
+        then makes its new head (`model.get_classifier()`) trainable, for every strategy.
 
         A ValueError here means the strategy cannot apply to this model or these options; it is
         raised at plan time (on a meta-device skeleton) and shown as a one-line error.

@@ -22,9 +22,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,13 +32,13 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class BoftOptions:
-    block_size: int = 4  # side of each orthogonal block; must divide the adapted layers' input width
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    block_size: int = option(4, "side of each orthogonal block; must divide the adapted layers' input width")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
         if self.block_size < 2 or self.block_size % 2:
-            raise ValueError(f"boft.block_size must be an even number of at least 2; got {self.block_size}")
-        check_targets("boft.targets", self.targets)
+            raise ValueError(f"block_size must be an even number of at least 2; got {self.block_size}")
+        check_targets("targets", self.targets)
 
 
 def skip_cuda_extension() -> None:
@@ -74,7 +74,7 @@ class Boft(Strategy):
         for name, module in targeted_linears(model, self.options.targets):
             if module.in_features % self.options.block_size:
                 raise ValueError(
-                    f"boft.block_size {self.options.block_size} must divide the input width "
+                    f"{self.name}.block_size {self.options.block_size} must divide the input width "
                     f"{module.in_features} of {name}"
                 )
         skip_cuda_extension()

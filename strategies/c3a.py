@@ -24,9 +24,9 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,14 +34,14 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class C3aOptions:
-    block_size: int = 256  # side b of each circulant block; should divide the adapted layers' widths
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
-    kernel_lr_ratio: float = 100.0  # the kernels' lr over the run's (peft's docs: 1e-1 against 1e-3)
+    block_size: int = option(256, "side b of each circulant block; should divide the adapted layers' widths")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
+    kernel_lr_ratio: float = option(100.0, "the kernels' lr over the run's (peft's docs: 1e-1 against 1e-3)")
 
     def __post_init__(self) -> None:
-        check_at_least_one("c3a.block_size", self.block_size)
-        check_positive("c3a.kernel_lr_ratio", self.kernel_lr_ratio)
-        check_targets("c3a.targets", self.targets)
+        check_at_least_one("block_size", self.block_size)
+        check_positive("kernel_lr_ratio", self.kernel_lr_ratio)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -19,9 +19,9 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
-from strategies._protocol import PEFT_PROTOCOL
-from strategies.base import Strategy, freeze, unfreeze
+from strategies._checks import option, validate_bottleneck
+from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL
 
 if TYPE_CHECKING:
     from torch import nn
@@ -29,13 +29,15 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class ConvpassOptions:
-    dim: int = 8  # hidden channels of the bypass (the reference: dim=8)
-    scale: float = 0.01  # s on the bypass's output (the reference's VTAB configs: 0.01 to 10, per task)
+    dim: int = option(8, "hidden channels of the bypass (the reference: dim=8)")
+    scale: float = option(
+        0.01, "s on the bypass's output (the reference's VTAB configs: 0.01 to 10, per task)"
+    )
 
     def __post_init__(self) -> None:
-        validate_bottleneck("convpass", self.dim)
+        validate_bottleneck(self.dim)
         if not isinstance(self.scale, int | float) or not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"convpass.scale must be a positive number, e.g. 0.01; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 0.01; got {self.scale!r}")
 
 
 @register
@@ -67,5 +69,4 @@ class Convpass(Strategy):
             for part in ("attn", "mlp"):
                 bypass = ConvBypass(vit.embed_dim, self.options.dim, grid, vit.num_prefix_tokens, like)
                 setattr(block, part, Bypassed(getattr(block, part), bypass, self.options.scale))
-        unfreeze(vit.get_classifier())
         return vit

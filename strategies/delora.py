@@ -12,9 +12,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,16 +22,18 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class DeloraOptions:
-    r: int = 8  # rank of the update
-    bound: float = 15.0  # lambda: initial bound on the update's norm, relative to the weight's (trainable)
-    dropout: float = 0.0  # probability of dropping the whole adapter of a layer in a training step
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(8, "rank of the update")
+    bound: float = option(
+        15.0, "lambda: initial bound on the update's norm, relative to the weight's (trainable)"
+    )
+    dropout: float = option(0.0, "probability of dropping the whole adapter of a layer in a training step")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("delora.r", self.r)
-        check_positive("delora.bound", self.bound)
-        check_dropout("delora.dropout", self.dropout)
-        check_targets("delora.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("bound", self.bound)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

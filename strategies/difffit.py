@@ -17,14 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._protocol import (
+from strategies.base import Strategy
+from strategies.recipes import (
     PEFT_PROTOCOL,
     PEFT_PROTOCOL_SOURCE,
     PETL_STUDY_LR,
     PETL_STUDY_LR_SOURCE,
     adamw_grid_with,
 )
-from strategies.base import Strategy
 
 if TYPE_CHECKING:
     from torch import nn

@@ -7,24 +7,15 @@ Everything else is `lora`'s: the same options, targets and training defaults.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
-
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL_SOURCE
-from strategies.lora import Lora, LoraOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class DoraOptions(LoraOptions):
-    strategy: ClassVar[str] = "dora"
+from strategies.lora import Lora
+from strategies.recipes import PEFT_PROTOCOL_SOURCE
 
 
 @register
 class Dora(Lora):
     name = "dora"
     description = "peft DoRA (LoRA direction + trainable magnitude per output) on qkv, new head trainable"
-    Options = DoraOptions
     source = (
         "r=8, alpha=16 as the lora strategy (Hu et al. 2021), DoRA (Liu et al. 2024) adding only the "
         f"magnitude; {PEFT_PROTOCOL_SOURCE}"

@@ -13,17 +13,16 @@ rank and s per task). The reference's dropout 0.1 on the rank-sized features is 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 
 from strategies import register
+from strategies._checks import option
 from strategies._fact_recipe import FACT_SOURCE, FacTOptions, FacTStrategy
 
 
 @dataclasses.dataclass(frozen=True)
 class FacTTKOptions(FacTOptions):
-    strategy: ClassVar[str] = "fact_tk"
-    rank: int = 32  # configs/tk/cifar.yaml: rank 32
-    scale: float = 0.1  # configs/tk/cifar.yaml: scale 0.1
+    rank: int = option(32, "rank of the Tucker factors and core (configs/tk/cifar.yaml: 32)")
+    scale: float = option(0.1, "the update is multiplied by this, FacT's s (configs/tk/cifar.yaml: 0.1)")
 
 
 @register

@@ -14,17 +14,16 @@ rank and s per task). The reference's dropout 0.1 on the rank-sized features is 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 
 from strategies import register
+from strategies._checks import option
 from strategies._fact_recipe import FACT_SOURCE, FacTOptions, FacTStrategy
 
 
 @dataclasses.dataclass(frozen=True)
 class FacTTTOptions(FacTOptions):
-    strategy: ClassVar[str] = "fact_tt"
-    rank: int = 8  # configs/tt/cifar.yaml: rank 8
-    scale: float = 1.0  # configs/tt/cifar.yaml: scale 1.0
+    rank: int = option(8, "rank of the tensor-train factors (configs/tt/cifar.yaml: 8)")
+    scale: float = option(1.0, "the update is multiplied by this, FacT's s (configs/tt/cifar.yaml: 1.0)")
 
 
 @register

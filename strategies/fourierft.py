@@ -36,9 +36,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -51,20 +51,24 @@ REFERENCE_RATIO, REFERENCE_WEIGHTS = 0.2 / 7e-4, 768 * 768
 
 @dataclasses.dataclass(frozen=True)
 class FourierftOptions:
-    n_frequency: int = 3000  # trainable spectral coefficients per adapted layer (at most its weights)
-    scaling: float = 300.0  # the update is multiplied by this, as LoRA's alpha / r
-    # The spectrum's lr over the run's (the head's); None: 0.2 / 7e-4 = 285.7 x rows x cols / 768^2.
-    spectrum_lr_ratio: float | None = None
-    seed: int = 777  # seed of the frequencies' random locations (peft's random_loc_seed default)
-    # Module names to adapt: the query and value projections, split out of timm's fused `qkv`.
-    targets: tuple[str, ...] = ("q", "v")
+    n_frequency: int = option(3000, "trainable spectral coefficients per adapted layer (at most its weights)")
+    scaling: float = option(300.0, "the update is multiplied by this, as LoRA's alpha / r")
+    spectrum_lr_ratio: float | None = option(
+        None,
+        "the spectrum's lr over the run's (the head's); None: 0.2 / 7e-4 = 285.7 x rows x cols / 768^2",
+    )
+    seed: int = option(777, "seed of the frequencies' random locations (peft's random_loc_seed default)")
+    targets: tuple[str, ...] = option(
+        ("q", "v"),
+        "module names to adapt: the query and value projections, split out of timm's fused `qkv`",
+    )
 
     def __post_init__(self) -> None:
-        check_at_least_one("fourierft.n_frequency", self.n_frequency)
-        check_positive("fourierft.scaling", self.scaling)
+        check_at_least_one("n_frequency", self.n_frequency)
+        check_positive("scaling", self.scaling)
         if self.spectrum_lr_ratio is not None:
-            check_positive("fourierft.spectrum_lr_ratio", self.spectrum_lr_ratio)
-        check_targets("fourierft.targets", self.targets)
+            check_positive("spectrum_lr_ratio", self.spectrum_lr_ratio)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -14,9 +14,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,22 +28,22 @@ FORMS_D_E = ("vector", "constant", "none")
 
 @dataclasses.dataclass(frozen=True)
 class GloraOptions:
-    r: int = 8  # rank of every low-rank part
-    form_a_b: str = "lora"  # form of A and B (the weight's multiplicative and additive updates)
-    form_c: str = "lora"  # form of C (the bias update W C)
-    form_d_e: str = "constant"  # form of D and E (the bias's multiplicative and additive updates)
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(8, "rank of every low-rank part")
+    form_a_b: str = option("lora", "form of A and B (the weight's multiplicative and additive updates)")
+    form_c: str = option("lora", "form of C (the bias update W C)")
+    form_d_e: str = option("constant", "form of D and E (the bias's multiplicative and additive updates)")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("glora.r", self.r)
-        for option, value, valid in (
+        check_at_least_one("r", self.r)
+        for key, value, valid in (
             ("form_a_b", self.form_a_b, FORMS_A_B),
             ("form_c", self.form_c, FORMS_C),
             ("form_d_e", self.form_d_e, FORMS_D_E),
         ):
             if value not in valid:
-                raise ValueError(f"glora.{option} must be one of {', '.join(valid)}; got {value!r}")
-        check_targets("glora.targets", self.targets)
+                raise ValueError(f"{key} must be one of {', '.join(valid)}; got {value!r}")
+        check_targets("targets", self.targets)
 
 
 @register

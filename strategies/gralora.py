@@ -12,9 +12,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,20 +22,20 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class GraloraOptions:
-    r: int = 32  # total rank, shared by the k sub-blocks of each row of blocks
-    alpha: float = 64.0  # the update is scaled by alpha / r
-    k: int = 2  # sub-blocks per side; must divide r and the adapted layers' widths
-    dropout: float = 0.0  # dropout on the adapter's input
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(32, "total rank, shared by the k sub-blocks of each row of blocks")
+    alpha: float = option(64.0, "the update is scaled by alpha / r")
+    k: int = option(2, "sub-blocks per side; must divide r and the adapted layers' widths")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("gralora.r", self.r)
-        check_positive("gralora.alpha", self.alpha)
-        check_at_least_one("gralora.k", self.k)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_at_least_one("k", self.k)
         if self.r % self.k:
-            raise ValueError(f"gralora.k must divide gralora.r {self.r}; got {self.k}")
-        check_dropout("gralora.dropout", self.dropout)
-        check_targets("gralora.targets", self.targets)
+            raise ValueError(f"k must divide r {self.r}; got {self.k}")
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -14,9 +14,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,15 +24,15 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class HraOptions:
-    r: int = 8  # Householder reflections per adapted layer (even: they start in cancelling pairs)
-    apply_gs: bool = False  # Gram-Schmidt orthogonalisation of the reflection vectors
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(8, "Householder reflections per adapted layer (even: they start in cancelling pairs)")
+    apply_gs: bool = option(False, "Gram-Schmidt orthogonalisation of the reflection vectors")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("hra.r", self.r)
+        check_at_least_one("r", self.r)
         if self.r % 2:
-            raise ValueError(f"hra.r must be even (reflections start in cancelling pairs); got {self.r}")
-        check_targets("hra.targets", self.targets)
+            raise ValueError(f"r must be even (reflections start in cancelling pairs); got {self.r}")
+        check_targets("targets", self.targets)
 
 
 @register

@@ -14,9 +14,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,15 +24,18 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Ia3Options:
-    targets: tuple[str, ...] = ("qkv", "fc2")  # modules whose output (or, if feed-forward, input) is rescaled
-    feedforward: tuple[str, ...] = ("fc2",)  # targets rescaled at their input, as the paper's FFN scaling
+    targets: tuple[str, ...] = option(
+        ("qkv", "fc2"), "modules whose output (or, if feed-forward, input) is rescaled"
+    )
+    feedforward: tuple[str, ...] = option(
+        ("fc2",), "targets rescaled at their input, as the paper's FFN scaling"
+    )
 
     def __post_init__(self) -> None:
-        check_targets("ia3.targets", self.targets)
+        check_targets("targets", self.targets)
         if not set(self.feedforward) <= set(self.targets):
             raise ValueError(
-                f"ia3.feedforward must be a subset of ia3.targets {list(self.targets)}; "
-                f"got {list(self.feedforward)}"
+                f"feedforward must be a subset of targets {list(self.targets)}; got {list(self.feedforward)}"
             )
 
 

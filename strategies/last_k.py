@@ -6,8 +6,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
+from strategies._checks import option
 from strategies.base import Split, Strategy, freeze, unfreeze
-from strategies.full import PAPER_FINETUNE, PAPER_SOURCE
+from strategies.recipes import PAPER_FINETUNE, PAPER_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -15,11 +16,11 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class LastKOptions:
-    k: int = 2  # how many of the last transformer blocks train
+    k: int = option(2, "how many of the last transformer blocks train")
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"last_k.k must be at least 1; got {self.k}")
+            raise ValueError(f"k must be at least 1; got {self.k}")
 
 
 @register
@@ -37,7 +38,7 @@ class LastK(Strategy):
         depth = len(require_vit(model, self.name).blocks)
         if self.options.k > depth:
             raise ValueError(
-                f"last_k.k must be between 1 and the model's depth {depth}; got {self.options.k}"
+                f"{self.name}.k must be between 1 and the model's depth {depth}; got {self.options.k}"
             )
         return depth
 
@@ -48,7 +49,6 @@ class LastK(Strategy):
             *model.blocks[depth - self.options.k :],
             model.norm,
             model.fc_norm,
-            model.get_classifier(),
         ):
             unfreeze(module)
         return model

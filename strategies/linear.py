@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies.base import Split, Strategy, freeze, unfreeze
+from strategies.base import Split, Strategy, freeze
+from strategies.recipes import LINEAR_PROBE, LINEAR_PROBE_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,28 +28,8 @@ class Linear(Strategy):
     name = "linear"
     family = "probe"
     description = "frozen backbone; a new head (non-affine BatchNorm + Linear) on the pooled features"
-    # No augmentation, so the runner computes each image's features once and trains the head on them.
-    defaults = {
-        "optimizer": "muon",
-        "lr": 0.1,
-        "weight_decay": 0.0,
-        "epochs": 90,
-        "batch_size": 128,
-        "warmup_epochs": 1.0,
-        "clip_grad_norm": 0.0,
-        "augment": False,
-    }
-    source = (
-        "MAE's linear probe (He et al. 2022, App. A.2, Table 9): non-affine BatchNorm before the head, "
-        "no weight decay, 90 epochs, cosine decay, no clipping. Departs from it: timm's Muon (Jordan et "
-        "al. 2024; AdamW for the bias) at lr 0.1 instead of LARS at base lr 0.1, because on "
-        "ill-conditioned features (a random ViT's: effective rank ~19 of 192) SGD/LARS/AdamW at batch "
-        "64 reached 82-87% in 240 steps where Muon reached 89-90% (logistic regression: 91.6%); batch "
-        "128 not 16384; 1 warm-up epoch not 10 (runs of 12 epochs must not spend them warming up); "
-        "BatchNorm statistics averaged over all batches (momentum None: the cached features are "
-        "fixed, so this is the training set's exact mean and variance); no augmentation so that "
-        "features are computed once"
-    )
+    defaults = LINEAR_PROBE
+    source = LINEAR_PROBE_SOURCE
 
     @classmethod
     def search_space(cls) -> dict[str, tuple]:
@@ -70,7 +51,6 @@ class Linear(Strategy):
                     f"got {type(classifier).__name__}"
                 )
             model.set_submodule(module_name(model, classifier), ProbeHead(classifier))
-        unfreeze(model.get_classifier())
         return model
 
     def split(self, model: nn.Module) -> Split:

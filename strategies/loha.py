@@ -10,9 +10,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -20,14 +20,14 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class LohaOptions:
-    r: int = 8  # rank of each of the two factors
-    alpha: float = 16.0  # the update is scaled by alpha / r
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(8, "rank of each of the two factors")
+    alpha: float = option(16.0, "the update is scaled by alpha / r")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("loha.r", self.r)
-        check_positive("loha.alpha", self.alpha)
-        check_targets("loha.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_targets("targets", self.targets)
 
 
 @register

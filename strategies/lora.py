@@ -14,9 +14,9 @@ import re
 from typing import TYPE_CHECKING, ClassVar
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,17 +41,18 @@ def dense_layer_names(model: nn.Module, strategy: str) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class LoraOptions:
-    strategy: ClassVar[str] = "lora"  # for messages
-    r: int = 8  # rank of the update
-    alpha: float = 16.0  # the update is scaled by alpha / r
-    dropout: float = 0.0  # dropout on the adapter's input
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt, or `dense` (see the module docstring)
+    r: int = option(8, "rank of the update")
+    alpha: float = option(16.0, "the update is scaled by alpha / r")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    targets: tuple[str, ...] = option(
+        ("qkv",), "module names to adapt, or `dense` (see the module docstring)"
+    )
 
     def __post_init__(self) -> None:
-        check_at_least_one(f"{self.strategy}.r", self.r)
-        check_positive(f"{self.strategy}.alpha", self.alpha)
-        check_dropout(f"{self.strategy}.dropout", self.dropout)
-        check_targets(f"{self.strategy}.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -10,17 +10,9 @@ alpha=16 are lora's, for a like-for-like rank.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
-
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL_SOURCE
-from strategies.lora import Lora, LoraOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class LoraOloraOptions(LoraOptions):
-    strategy: ClassVar[str] = "lora_olora"
+from strategies.lora import Lora
+from strategies.recipes import PEFT_PROTOCOL_SOURCE
 
 
 @register
@@ -29,7 +21,6 @@ class LoraOlora(Lora):
     description = (
         "peft LoRA on qkv initialised from the weight's QR decomposition (OLoRA), new head trainable"
     )
-    Options = LoraOloraOptions
     source = (
         "r=8, alpha=16 as the lora strategy (Hu et al. 2021); OLoRA initialisation (Büyükakyüz 2024; "
         f"peft's init_lora_weights='olora'); {PEFT_PROTOCOL_SOURCE}"

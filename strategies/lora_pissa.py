@@ -10,24 +10,15 @@ options, targets (qkv) and training defaults; r=8, alpha=16 are lora's, for a li
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
-
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL_SOURCE, adamw_grid_with
-from strategies.lora import Lora, LoraOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class LoraPissaOptions(LoraOptions):
-    strategy: ClassVar[str] = "lora_pissa"
+from strategies.lora import Lora
+from strategies.recipes import PEFT_PROTOCOL_SOURCE, adamw_grid_with
 
 
 @register
 class LoraPissa(Lora):
     name = "lora_pissa"
     description = "peft LoRA on qkv initialised from the weight's top-r singular directions (PiSSA), new head"
-    Options = LoraPissaOptions
     source = (
         "r=8, alpha=16 as the lora strategy (Hu et al. 2021); exact-SVD PiSSA initialisation "
         f"(Meng et al. 2024; peft's init_lora_weights='pissa'); {PEFT_PROTOCOL_SOURCE}; lr grid + 2e-5: "

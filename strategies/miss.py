@@ -13,9 +13,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
+from strategies._checks import check_at_least_one, check_dropout, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
 
 if TYPE_CHECKING:
     from torch import nn
@@ -23,14 +23,14 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class MissOptions:
-    r: int = 64  # width of the shard along the input (at most the adapted layers' input width)
-    dropout: float = 0.0  # dropout on the adapter's input
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(64, "width of the shard along the input (at most the adapted layers' input width)")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("miss.r", self.r)
-        check_dropout("miss.dropout", self.dropout)
-        check_targets("miss.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -16,9 +16,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class OftOptions:
-    block_size: int = 32  # side of each orthogonal block; must divide the adapted layers' input width
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    block_size: int = option(32, "side of each orthogonal block; must divide the adapted layers' input width")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("oft.block_size", self.block_size)
-        check_targets("oft.targets", self.targets)
+        check_at_least_one("block_size", self.block_size)
+        check_targets("targets", self.targets)
 
 
 def check_block_size(strategy: str, model: nn.Module, targets: tuple[str, ...], block_size: int) -> None:

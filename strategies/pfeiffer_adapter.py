@@ -17,9 +17,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy, freeze, unfreeze
+from strategies._checks import option, validate_bottleneck
+from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class PfeifferAdapterOptions:
-    dim: int = 8  # bottleneck width: the VTAB-1k tables' "Adapter" (NOAH: 8; 0.16M on ViT-B/16)
+    dim: int = option(8, 'bottleneck width: the VTAB-1k tables\' "Adapter" (NOAH: 8; 0.16M on ViT-B/16)')
 
     def __post_init__(self) -> None:
-        validate_bottleneck("pfeiffer_adapter", self.dim)
+        validate_bottleneck(self.dim)
 
 
 @register
@@ -57,5 +57,4 @@ class PfeifferAdapter(Strategy):
             like = next(block.parameters())
             adapter = Bottleneck(vit.embed_dim, self.options.dim, nn.GELU, like.device, like.dtype)
             block.mlp = SequentialAdapter(block.mlp, adapter)
-        unfreeze(vit.get_classifier())
         return vit

@@ -14,9 +14,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,17 +24,17 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class RandloraOptions:
-    r: int = 32  # rank of each random basis (a smaller r means more bases and more trainable numbers)
-    alpha: float = 640.0  # the update is scaled by alpha / r (the paper: 20 x r)
-    dropout: float = 0.0  # dropout on the adapter's input
-    seed: int = 0  # seed of the shared random bases (peft's projection_prng_key)
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(32, "rank of each random basis (a smaller r means more bases and more trainable numbers)")
+    alpha: float = option(640.0, "the update is scaled by alpha / r (the paper: 20 x r)")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    seed: int = option(0, "seed of the shared random bases (peft's projection_prng_key)")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("randlora.r", self.r)
-        check_positive("randlora.alpha", self.alpha)
-        check_dropout("randlora.dropout", self.dropout)
-        check_targets("randlora.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("alpha", self.alpha)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

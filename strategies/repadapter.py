@@ -22,9 +22,9 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import validate_bottleneck
-from strategies._protocol import PEFT_PROTOCOL
-from strategies.base import Strategy, freeze, unfreeze
+from strategies._checks import option, validate_bottleneck
+from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,18 +32,20 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class RepAdapterOptions:
-    dim: int = 8  # hidden width (the reference: dim=8)
-    groups: int = 2  # groups of the up-projection (the reference: groups=2)
-    scale: float = 1.0  # s (the reference's class default; its VTAB configs search 0.1 to 10 per task)
+    dim: int = option(8, "hidden width (the reference: dim=8)")
+    groups: int = option(2, "groups of the up-projection (the reference: groups=2)")
+    scale: float = option(
+        1.0, "s (the reference's class default; its VTAB configs search 0.1 to 10 per task)"
+    )
 
     def __post_init__(self) -> None:
-        validate_bottleneck("repadapter", self.dim)
+        validate_bottleneck(self.dim)
         if not isinstance(self.groups, int) or self.groups < 1 or self.dim % self.groups:
             raise ValueError(
-                f"repadapter.groups must be a positive integer dividing dim={self.dim}, e.g. 2; got {self.groups!r}"
+                f"groups must be a positive integer dividing dim={self.dim}, e.g. 2; got {self.groups!r}"
             )
         if not isinstance(self.scale, int | float) or not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"repadapter.scale must be a positive number, e.g. 1.0; got {self.scale!r}")
+            raise ValueError(f"scale must be a positive number, e.g. 1.0; got {self.scale!r}")
 
 
 def _linear(block: nn.Module, path: str, strategy: str) -> nn.Linear:
@@ -87,5 +89,4 @@ class RepAdapter(Strategy):
                 layer = _linear(block, path, self.name)
                 adapted = RepAdapted(layer, self.options.dim, self.options.groups, self.options.scale)
                 block.set_submodule(path, adapted)
-        unfreeze(vit.get_classifier())
         return vit

@@ -16,9 +16,9 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,18 +28,18 @@ VARIANTS = ("road_1", "road_2", "road_4")  # out / 2, out and 2 x out angles (an
 
 @dataclasses.dataclass(frozen=True)
 class RoadOptions:
-    variant: str = (
-        "road_1"  # one angle and scale per output pair (road_1), per output (road_2) or two (road_4)
+    variant: str = option(
+        "road_1", "one angle and scale per output pair (road_1), per output (road_2) or two (road_4)"
     )
-    group_size: int = 64  # outputs are paired within groups of this size (even)
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    group_size: int = option(64, "outputs are paired within groups of this size (even)")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise ValueError(f"road.variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
         if self.group_size < 2 or self.group_size % 2:
-            raise ValueError(f"road.group_size must be an even number of at least 2; got {self.group_size}")
-        check_targets("road.targets", self.targets)
+            raise ValueError(f"group_size must be an even number of at least 2; got {self.group_size}")
+        check_targets("targets", self.targets)
 
 
 @register

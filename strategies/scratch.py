@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies.base import Strategy, unfreeze
+from strategies.recipes import SCRATCH, SCRATCH_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,20 +28,8 @@ class Scratch(Strategy):
         "(not DeiT's full recipe: no RandAugment, mixup, cutmix, label smoothing or drop-path)"
     )
     uses_pretrained = False
-    defaults = {
-        "optimizer": "adamw",
-        "lr": 5e-4,
-        "weight_decay": 0.05,
-        "epochs": 50,
-        "batch_size": 128,
-        "warmup_epochs": 5.0,
-        "clip_grad_norm": 1.0,
-        "augment": True,
-    }
-    source = (
-        "AdamW, lr 5e-4, weight decay 0.05, 5 warm-up epochs from DeiT (Touvron et al. 2021, batch 512); "
-        "DeiT's augmentation, regularisation, lr scaling and 300 epochs left out"
-    )
+    defaults = SCRATCH
+    source = SCRATCH_SOURCE
 
     def prepare(self, model: nn.Module) -> nn.Module:
         unfreeze(model)

@@ -16,9 +16,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     import torch
@@ -27,13 +27,13 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class ShiraOptions:
-    r: int = 32  # a layer of m x n weights trains r (m + n) of them, as LoRA of rank r
-    seed: int = 0  # seed of the random mask (peft's random_seed)
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(32, "a layer of m x n weights trains r (m + n) of them, as LoRA of rank r")
+    seed: int = option(0, "seed of the random mask (peft's random_seed)")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("shira.r", self.r)
-        check_targets("shira.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_targets("targets", self.targets)
 
 
 def _random_mask(

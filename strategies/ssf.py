@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy, freeze, unfreeze
+from strategies.base import Strategy, freeze
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -58,5 +58,4 @@ class SSF(Strategy):
         for name, module, channels, channel_dim in targets:
             parent, _, attribute = name.rpartition(".")
             setattr(vit.get_submodule(parent), attribute, ScaleShift(module, channels, channel_dim, like))
-        unfreeze(vit.get_classifier())
         return vit

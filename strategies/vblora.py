@@ -24,9 +24,9 @@ import math
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,28 +36,26 @@ LOGITS = (".vblora_logits_A.", ".vblora_logits_B.")  # peft's names of the per-l
 
 @dataclasses.dataclass(frozen=True)
 class VbloraOptions:
-    r: int = 4  # rank of each update
-    num_vectors: int = 256  # vectors in the shared bank
-    vector_length: int = 256  # length of each vector; should divide the adapted layers' widths
-    topk: int = 2  # bank vectors mixed into each sub-vector
-    dropout: float = 0.0  # dropout on the adapter's input
-    init_bank_bound: float = 0.02  # the bank starts uniform in [-bound, bound]
-    init_logits_std: float = 0.1  # the logits start normal with this standard deviation
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    r: int = option(4, "rank of each update")
+    num_vectors: int = option(256, "vectors in the shared bank")
+    vector_length: int = option(256, "length of each vector; should divide the adapted layers' widths")
+    topk: int = option(2, "bank vectors mixed into each sub-vector")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    init_bank_bound: float = option(0.02, "the bank starts uniform in [-bound, bound]")
+    init_logits_std: float = option(0.1, "the logits start normal with this standard deviation")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("vblora.r", self.r)
-        check_at_least_one("vblora.num_vectors", self.num_vectors)
-        check_at_least_one("vblora.vector_length", self.vector_length)
-        check_at_least_one("vblora.topk", self.topk)
+        check_at_least_one("r", self.r)
+        check_at_least_one("num_vectors", self.num_vectors)
+        check_at_least_one("vector_length", self.vector_length)
+        check_at_least_one("topk", self.topk)
         if self.topk > self.num_vectors:
-            raise ValueError(
-                f"vblora.topk must be at most vblora.num_vectors {self.num_vectors}; got {self.topk}"
-            )
-        check_dropout("vblora.dropout", self.dropout)
-        check_positive("vblora.init_bank_bound", self.init_bank_bound)
-        check_positive("vblora.init_logits_std", self.init_logits_std)
-        check_targets("vblora.targets", self.targets)
+            raise ValueError(f"topk must be at most num_vectors {self.num_vectors}; got {self.topk}")
+        check_dropout("dropout", self.dropout)
+        check_positive("init_bank_bound", self.init_bank_bound)
+        check_positive("init_logits_std", self.init_logits_std)
+        check_targets("targets", self.targets)
 
 
 @register

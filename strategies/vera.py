@@ -19,9 +19,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -29,18 +29,20 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class VeraOptions:
-    r: int = 256  # rank of the shared random projections
-    d_initial: float = 0.1  # initial value of every entry of the d vector
-    dropout: float = 0.0  # dropout on the adapter's input
-    seed: int = 0  # seed of the shared random projections (peft's projection_prng_key)
-    # Module names to adapt: the query and value projections, split out of timm's fused `qkv`.
-    targets: tuple[str, ...] = ("q", "v")
+    r: int = option(256, "rank of the shared random projections")
+    d_initial: float = option(0.1, "initial value of every entry of the d vector")
+    dropout: float = option(0.0, "dropout on the adapter's input")
+    seed: int = option(0, "seed of the shared random projections (peft's projection_prng_key)")
+    targets: tuple[str, ...] = option(
+        ("q", "v"),
+        "module names to adapt: the query and value projections, split out of timm's fused `qkv`",
+    )
 
     def __post_init__(self) -> None:
-        check_at_least_one("vera.r", self.r)
-        check_positive("vera.d_initial", self.d_initial)
-        check_dropout("vera.dropout", self.dropout)
-        check_targets("vera.targets", self.targets)
+        check_at_least_one("r", self.r)
+        check_positive("d_initial", self.d_initial)
+        check_dropout("dropout", self.dropout)
+        check_targets("targets", self.targets)
 
 
 @register

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar
-
 from strategies import register
-from strategies._vpt import PromptOptions, PromptTuning
-
-
-@dataclasses.dataclass(frozen=True)
-class VptDeepOptions(PromptOptions):
-    strategy: ClassVar[str] = "vpt_deep"
+from strategies._vpt import PromptTuning
 
 
 @register
@@ -21,5 +13,4 @@ class VptDeep(PromptTuning):
         "learnable prompt tokens before every block, replacing the previous block's prompt outputs; "
         "frozen backbone, new head trainable"
     )
-    Options = VptDeepOptions
     deep = True

@@ -24,8 +24,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._vpt import VPT_DEFAULTS, VPT_LR_GRID, VPT_SOURCE
+from strategies._checks import option
 from strategies.base import Strategy, freeze
+from strategies.recipes import VPT_DEFAULTS, VPT_LR_GRID, VPT_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,17 +34,19 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class VqtOptions:
-    queries: int = 1  # query tokens per block (Tu et al. 2023: 1 is its leanest setting)
-    dropout: float = 0.1  # on the query tokens during training (the reference's VTAB script: 0.1)
-    normalize: bool = False  # L2-normalise each part of the head's input (the reference's default: True)
+    queries: int = option(1, "query tokens per block (Tu et al. 2023: 1 is its leanest setting)")
+    dropout: float = option(0.1, "on the query tokens during training (the reference's VTAB script: 0.1)")
+    normalize: bool = option(
+        False, "L2-normalise each part of the head's input (the reference's default: True)"
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.queries, int) or self.queries < 1:
-            raise ValueError(f"vqt.queries must be a positive integer, e.g. 1; got {self.queries!r}")
+            raise ValueError(f"queries must be a positive integer, e.g. 1; got {self.queries!r}")
         if not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
-            raise ValueError(f"vqt.dropout must be in [0, 1); got {self.dropout!r}")
+            raise ValueError(f"dropout must be in [0, 1); got {self.dropout!r}")
         if not isinstance(self.normalize, bool):
-            raise ValueError(f"vqt.normalize must be true or false; got {self.normalize!r}")
+            raise ValueError(f"normalize must be true or false; got {self.normalize!r}")
 
 
 @register

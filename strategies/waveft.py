@@ -14,9 +14,9 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies._checks import check_at_least_one, check_positive, check_targets
-from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
+from strategies._checks import check_at_least_one, check_positive, check_targets, option
 from strategies.base import Strategy
+from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,15 +24,15 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class WaveftOptions:
-    n_frequency: int = 2592  # trainable wavelet coefficients per adapted layer (at most its weights)
-    scaling: float = 25.0  # the update is multiplied by this, as LoRA's alpha / r
-    seed: int = 777  # seed of the coefficients' random positions (peft's random_loc_seed default)
-    targets: tuple[str, ...] = ("qkv",)  # module names to adapt; timm fuses q, k and v into `qkv`
+    n_frequency: int = option(2592, "trainable wavelet coefficients per adapted layer (at most its weights)")
+    scaling: float = option(25.0, "the update is multiplied by this, as LoRA's alpha / r")
+    seed: int = option(777, "seed of the coefficients' random positions (peft's random_loc_seed default)")
+    targets: tuple[str, ...] = option(("qkv",), "module names to adapt; timm fuses q, k and v into `qkv`")
 
     def __post_init__(self) -> None:
-        check_at_least_one("waveft.n_frequency", self.n_frequency)
-        check_positive("waveft.scaling", self.scaling)
-        check_targets("waveft.targets", self.targets)
+        check_at_least_one("n_frequency", self.n_frequency)
+        check_positive("scaling", self.scaling)
+        check_targets("targets", self.targets)
 
 
 @register
@@ -55,7 +55,7 @@ class Waveft(Strategy):
         for m, n in target_widths(model, self.options.targets):
             if m * n < self.options.n_frequency:
                 raise ValueError(
-                    f"waveft.n_frequency must be at most the adapted layers' weights {m * n}; "
+                    f"{self.name}.n_frequency must be at most the adapted layers' weights {m * n}; "
                     f"got {self.options.n_frequency}"
                 )
         config = WaveFTConfig(

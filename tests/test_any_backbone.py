@@ -13,6 +13,7 @@ import torch
 import strategies
 from benchmark import cli
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 
 CLASSES = 10
 # ResNet-18 (He et al. 2016, Table 1): stem 7x7 conv 3->64, then four stages of two basic blocks
@@ -42,7 +43,7 @@ def resnet18_convs() -> list[tuple[int, int, int]]:
 
 def test_linear_split_computes_the_logits_and_trains_only_the_fc():
     strategy = strategies.get("linear")()
-    model = strategy.prepare(resnet18()).eval()
+    model = apply_strategy(strategy, resnet18()).eval()
     split = strategy.split(model)
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -57,7 +58,7 @@ def test_linear_split_computes_the_logits_and_trains_only_the_fc():
 def test_linear_trunk_is_frozen_in_eval_mode_while_the_head_trains():
     """The cached trunk must be deterministic: its BatchNorms use running statistics."""
     strategy = strategies.get("linear")()
-    model = strategy.prepare(resnet18())
+    model = apply_strategy(strategy, resnet18())
     split = strategy.split(model)
     split.trunk.eval()
     split.rest.train()
@@ -69,7 +70,7 @@ def test_linear_trunk_is_frozen_in_eval_mode_while_the_head_trains():
 def test_resnet50_counts(name, expected):
     with torch.device("meta"):
         model = timm.create_model("resnet50", num_classes=CLASSES)
-    counts = ParamCounts.of(strategies.get(name)().prepare(model))
+    counts = ParamCounts.of(apply_strategy(strategies.get(name)(), model))
     head = RESNET50_FEATURES * CLASSES + CLASSES
     total = RESNET50_TOTAL_1000 - (RESNET50_FEATURES * 1000 + 1000) + head
     assert counts.total == total
@@ -81,7 +82,7 @@ def test_lora_on_a_resnet_adapts_every_convolution_and_starts_at_the_backbone():
     backbone = resnet18()
     torch.nn.init.normal_(backbone.get_classifier().weight)
     reference = copy.deepcopy(backbone).eval()
-    model = strategies.get("lora")().prepare(backbone).eval()
+    model = apply_strategy(strategies.get("lora")(), backbone).eval()
     rank = strategies.get("lora").Options().r
     # peft's Conv2d LoRA: A is a conv in -> r with the layer's kernel, B a 1x1 conv r -> out, no biases.
     adapters = sum(rank * (c_in * k * k + c_out) for c_in, c_out, k in resnet18_convs())
@@ -94,7 +95,7 @@ def test_lora_on_a_resnet_adapts_every_convolution_and_starts_at_the_backbone():
 def test_lora_targets_that_match_nothing_are_one_line_errors():
     options = strategies.get("lora").Options(targets=("q_proj",))
     with pytest.raises(ValueError, match=r"lora.targets \['q_proj'\] match no module"):
-        strategies.get("lora")(options).prepare(resnet18())
+        apply_strategy(strategies.get("lora")(options), resnet18())
 
 
 def test_run_on_a_resnet_caches_the_linear_probes_trunk(tmp_path: Path):

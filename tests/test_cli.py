@@ -106,6 +106,8 @@ def test_list_shows_every_strategy_and_dataset(tmp_path):
     assert result.returncode == 0
     for name in [*strategies.names(), "cifar10", "cifar100", "digits", "synthetic"]:
         assert name in result.stdout
+    # Each option with its meaning (rich may fold a long cell, so the start of one help text is checked).
+    assert "r=8: rank of the update" in result.stdout
 
 
 # Run in a fresh interpreter: imports every strategy (the rule in strategies/__init__.py: a strategy

@@ -10,6 +10,7 @@ from benchmark.config import RunConfig, TrainParams
 from benchmark.data import datasets
 from benchmark.data.batches import Pipeline, epoch_order, random_crop_flip, to_model_input
 from benchmark.train.inputs import Inputs
+from benchmark.train.prepare import apply_strategy
 from benchmark.train.step import order_generator
 from tests.helpers import TINY, TINY_MODEL, tiny_vit
 
@@ -22,7 +23,7 @@ def test_cached_and_uncached_trunk_give_the_same_logits(name, precision):
     torch.manual_seed(0)
     splits = datasets.load("synthetic", "unused", 0.1)
     strategy = strategies.get(name)()
-    model = strategy.prepare(tiny_vit()).eval()
+    model = apply_strategy(strategy, tiny_vit()).eval()
     split = strategy.split(model)
     pipeline = Pipeline(16, (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), flip=False)
     cached = Inputs(splits, pipeline, split.trunk, False, precision, 64, CPU)

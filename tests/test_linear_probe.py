@@ -17,6 +17,7 @@ from benchmark import cli
 from benchmark.data import datasets
 from benchmark.data.batches import Pipeline
 from benchmark.kept import trained
+from benchmark.train.prepare import apply_strategy
 from benchmark.train.step import seed_everything
 from benchmark.weights import backbone as backbones
 
@@ -37,7 +38,7 @@ def _features(splits: datasets.Splits) -> tuple[dict[str, tuple[np.ndarray, np.n
     seed_everything(0)
     backbone = backbones.create(MODEL, len(splits.class_names), "none", IMG, MODEL_ARGS)
     strategy = strategies.get("linear")()
-    model = strategy.prepare(backbone.model)
+    model = apply_strategy(strategy, backbone.model)
     trunk = strategy.split(model).trunk.eval()
     pipeline = Pipeline(backbone.img_size, backbone.mean, backbone.std, torch.device("cpu"))
     features = {}

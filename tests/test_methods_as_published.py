@@ -10,6 +10,7 @@ import torch
 
 import strategies
 from benchmark.config import TrainParams
+from benchmark.train.prepare import apply_strategy
 from benchmark.train.step import make_optimizer, make_scheduler
 from benchmark.weights.backbone import create_skeleton
 from strategies._qkv import SplitQKV, split_qkv
@@ -49,7 +50,7 @@ def test_split_qkv_leaves_models_alone_unless_q_k_or_v_is_targeted():
 
 @pytest.mark.parametrize("name", ["fourierft", "vera"])
 def test_fourierft_and_vera_adapt_q_and_v_not_k(name):
-    model = strategies.get(name)().prepare(tiny_vit())
+    model = apply_strategy(strategies.get(name)(), tiny_vit())
     adapted = {
         key.split(".")[4] for key, param in model.named_parameters() if param.requires_grad and ".qkv." in key
     }
@@ -58,10 +59,10 @@ def test_fourierft_and_vera_adapt_q_and_v_not_k(name):
 
 def test_fourierft_takes_n_frequency_per_layer_up_to_the_layers_weights():
     options = strategies.get("fourierft").Options(n_frequency=100)
-    model = strategies.get("fourierft")(options).prepare(tiny_vit())
+    model = apply_strategy(strategies.get("fourierft")(options), tiny_vit())
     spectra = [param for key, param in model.named_parameters() if "fourierft_spectrum" in key]
     assert [param.numel() for param in spectra] == [100] * 4  # q and v of 2 blocks
-    model = strategies.get("fourierft")().prepare(tiny_vit())  # 3000 > 32 x 32: the whole spectrum
+    model = apply_strategy(strategies.get("fourierft")(), tiny_vit())  # 3000 > 32 x 32: the whole spectrum
     assert {param.numel() for key, param in model.named_parameters() if "fourierft_spectrum" in key} == {1024}
 
 
@@ -69,7 +70,7 @@ def _optimizer(
     name: str, model: torch.nn.Module | None = None, **options
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     strategy = strategies.get(name)(strategies.get(name).Options(**options))
-    model = strategy.prepare(model if model is not None else tiny_vit())
+    model = apply_strategy(strategy, model if model is not None else tiny_vit())
     train = TrainParams(**{key: strategy.defaults[key] for key in ("optimizer", "lr", "weight_decay")})
     return model, make_optimizer(model, train, CPU, strategy)
 

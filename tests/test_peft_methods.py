@@ -9,7 +9,10 @@ import pytest
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
@@ -71,13 +74,13 @@ def test_vit_b_effective_counts(name):
     """The effective count is the stored one except where the method stores numbers that never reach the
     output (BOFT) or prunes them (AdaLoRA)."""
     strategy = strategies.get(name)()
-    model = strategy.prepare(create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
+    model = apply_strategy(strategy, create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
     assert strategy.effective_params(model) == EFFECTIVE.get(name, DEPTH * PER_BLOCK[name]) + HEAD
 
 
 @pytest.mark.parametrize("name", PEFT)
 def test_vit_b_trainable_counts_on_the_meta_skeleton(name):
-    model = strategies.get(name)().prepare(create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
+    model = apply_strategy(strategies.get(name)(), create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
     counts = ParamCounts.of(model)
     assert counts.trainable == DEPTH * PER_BLOCK[name] + HEAD
     assert counts.head == HEAD
@@ -97,7 +100,7 @@ def test_peft_strategies_are_reparameterised_and_documented(name):
 def test_one_step_moves_the_adapter_of_every_block(name):
     """The adapters learn from the first step (a zero-initialised pair must not stall)."""
     torch.manual_seed(0)
-    model = strategies.get(name)().prepare(tiny_vit())
+    model = apply_strategy(strategies.get(name)(), tiny_vit())
     before = {key: param.detach().clone() for key, param in model.named_parameters() if param.requires_grad}
     optimizer = torch.optim.SGD([param for param in model.parameters() if param.requires_grad], lr=0.1)
     images, labels = torch.randn(8, 3, 16, 16), torch.arange(8) % 10
@@ -122,7 +125,7 @@ def _adalora_ranks(model: torch.nn.Module) -> int:
 def test_adalora_schedule_prunes_to_the_target_budget():
     torch.manual_seed(0)
     strategy = strategies.get("adalora")()
-    model = strategy.prepare(tiny_vit())
+    model = apply_strategy(strategy, tiny_vit())
     modules = 2  # one qkv per block of the tiny ViT
     optimizer = torch.optim.SGD([param for param in model.parameters() if param.requires_grad], lr=0.05)
     total_steps = 10  # warm-up int(0.1 x 10) = 1 step, final phase int(0.2 x 10) = 2 steps
@@ -140,7 +143,7 @@ def test_adalora_schedule_prunes_to_the_target_budget():
 
 def test_adalora_orthogonality_regulariser():
     strategy = strategies.get("adalora")()
-    model = strategy.prepare(tiny_vit())
+    model = apply_strategy(strategy, tiny_vit())
     width = 32
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -159,7 +162,7 @@ def test_adalora_orthogonality_regulariser():
 
 def test_adalora_hooks_refuse_a_model_they_did_not_prepare():
     strategy = strategies.get("adalora")()
-    strategy.prepare(tiny_vit())
+    apply_strategy(strategy, tiny_vit())
     with pytest.raises(RuntimeError, match="the model that this strategy object prepared"):
         strategy.on_step_end(tiny_vit(), 1, 10)
 
@@ -170,16 +173,21 @@ def test_adalora_hooks_refuse_a_model_they_did_not_prepare():
         ("oft", {"block_size": 12}, "oft.block_size 12 must divide the input width 32"),
         ("boft", {"block_size": 3}, "boft.block_size must be an even number"),
         ("boft", {"block_size": 6}, "boft.block_size 6 must divide the input width 32"),
-        ("fourierft", {"spectrum_lr_ratio": 0}, "fourierft.spectrum_lr_ratio must be positive"),
-        ("adalora", {"init_r": 4}, "adalora.init_r must be at least adalora.target_r 8"),
+        ("adalora", {"init_r": 4}, "adalora.init_r must be at least target_r 8"),
         ("adalora", {"warmup_fraction": 0.5, "final_fraction": 0.5}, "must be below 1"),
-        ("ia3", {"feedforward": ("proj",)}, "ia3.feedforward must be a subset of ia3.targets"),
+        ("ia3", {"feedforward": ("proj",)}, "ia3.feedforward must be a subset of targets"),
         ("vera", {"targets": ("nope",)}, r"vera.targets \['nope'\] match no module"),
         ("dora", {"r": 0}, "dora.r must be at least 1"),
-        ("loha", {"targets": "qkv"}, "loha.targets must be a tuple"),
+        ("loha", {"targets": ""}, "loha.targets must be a tuple"),
     ],
 )
 def test_bad_options_and_unfit_models_name_the_option(name, options, message):
-    strategy = strategies.get(name)
-    with pytest.raises(ValueError, match=message):
-        strategy(strategy.Options(**options)).prepare(tiny_vit())
+    # Options as the user gives them (make_options names the strategy), then fitted to a model.
+    with pytest.raises((UsageError, ValueError), match=message):
+        apply_strategy(strategies.get(name)(make_options(name, options)), tiny_vit())
+
+
+def test_fourierft_spectrum_lr_ratio_must_be_positive():
+    # Built directly: `--set fourierft.spectrum_lr_ratio=...` stops earlier, at the `float | None` coercion.
+    with pytest.raises(ValueError, match="spectrum_lr_ratio must be positive"):
+        strategies.get("fourierft").Options(spectrum_lr_ratio=0.0)

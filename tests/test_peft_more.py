@@ -11,7 +11,10 @@ import timm
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
@@ -70,7 +73,7 @@ def test_hand_counts_of_the_module_docstrings():
 @pytest.mark.parametrize("name", NAMES)
 def test_vit_b_trainable_and_effective_counts_on_the_meta_skeleton(name):
     strategy = strategies.get(name)()
-    model = strategy.prepare(create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
+    model = apply_strategy(strategy, create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
     counts = ParamCounts.of(model)
     assert counts.trainable == adapters(name) + HEAD
     assert counts.head == HEAD
@@ -95,7 +98,7 @@ def test_pissa_and_olora_start_at_the_backbone_through_a_residual_weight(name, s
     backbone = tiny_vit()
     torch.nn.init.normal_(backbone.get_classifier().weight)
     reference = copy.deepcopy(backbone).eval()
-    model = strategies.get(name)().prepare(backbone).eval()
+    model = apply_strategy(strategies.get(name)(), backbone).eval()
     qkv, original = model.blocks[0].attn.qkv, reference.blocks[0].attn.qkv.weight
     lora_a, lora_b = qkv.lora_A["default"].weight, qkv.lora_B["default"].weight
     assert lora_b.abs().sum() > 0 and not torch.equal(qkv.base_layer.weight, original)
@@ -109,7 +112,7 @@ def test_pissa_adapter_holds_the_weights_top_singular_values():
     torch.manual_seed(0)
     backbone = tiny_vit()
     weight = backbone.blocks[0].attn.qkv.weight.detach().clone()
-    model = strategies.get("lora_pissa")().prepare(backbone)
+    model = apply_strategy(strategies.get("lora_pissa")(), backbone)
     qkv = model.blocks[0].attn.qkv
     update = 2.0 * qkv.lora_B["default"].weight @ qkv.lora_A["default"].weight  # alpha / r = 16 / 8
     top8 = torch.linalg.svdvals(weight)[:8]
@@ -122,7 +125,7 @@ def test_vblora_does_not_start_at_the_backbone_as_it_says():
     backbone = tiny_vit()
     torch.nn.init.normal_(backbone.get_classifier().weight)
     reference = copy.deepcopy(backbone).eval()
-    model = strategies.get("vblora")().prepare(backbone).eval()
+    model = apply_strategy(strategies.get("vblora")(), backbone).eval()
     images = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         assert not torch.allclose(model(images), reference(images), rtol=1e-4, atol=1e-5)
@@ -132,7 +135,7 @@ def test_vblora_does_not_start_at_the_backbone_as_it_says():
 def test_one_step_moves_every_blocks_adapter_and_the_loss(name):
     """With the head frozen, only the adapter can change the loss: a zero-initialised part must not stall."""
     torch.manual_seed(0)
-    model = strategies.get(name)().prepare(tiny_vit())
+    model = apply_strategy(strategies.get(name)(), tiny_vit())
     model.get_classifier().requires_grad_(False)
     trainable = {key: param for key, param in model.named_parameters() if param.requires_grad}
     before = {key: param.detach().clone() for key, param in trainable.items()}
@@ -167,7 +170,7 @@ def _resnet18() -> torch.nn.Module:
 )
 def test_a_resnet_is_refused_in_one_line(name, message):
     with pytest.raises(ValueError, match=message) as error:
-        strategies.get(name)().prepare(_resnet18())
+        apply_strategy(strategies.get(name)(), _resnet18())
     assert "\n" not in str(error.value)
 
 
@@ -177,9 +180,9 @@ def test_a_resnet_is_refused_in_one_line(name, message):
         ("hra", {"r": 3}, "hra.r must be even"),
         ("road", {"variant": "road_3"}, "road.variant must be one of road_1, road_2, road_4; got 'road_3'"),
         ("road", {"group_size": 5}, "road.group_size must be an even number"),
-        ("gralora", {"k": 3}, "gralora.k must divide gralora.r 32; got 3"),
+        ("gralora", {"k": 3}, "gralora.k must divide r 32; got 3"),
         ("glora", {"form_d_e": "lora"}, "glora.form_d_e must be one of vector, constant, none"),
-        ("vblora", {"topk": 300}, "vblora.topk must be at most vblora.num_vectors 256"),
+        ("vblora", {"topk": 300}, "vblora.topk must be at most num_vectors 256"),
         ("delora", {"bound": 0}, "delora.bound must be positive"),
         ("miss", {"dropout": 1.0}, r"miss.dropout must be in \[0, 1\)"),
         ("c3a", {"block_size": 0}, "c3a.block_size must be at least 1"),
@@ -189,8 +192,8 @@ def test_a_resnet_is_refused_in_one_line(name, message):
     ],
 )
 def test_bad_options_name_the_option(name, options, message):
-    with pytest.raises(ValueError, match=message):
-        strategies.get(name).Options(**options)
+    with pytest.raises(UsageError, match=message):
+        make_options(name, options)
 
 
 def test_waveft_refuses_more_coefficients_than_weights():
@@ -198,4 +201,4 @@ def test_waveft_refuses_more_coefficients_than_weights():
     with pytest.raises(
         ValueError, match="waveft.n_frequency must be at most the adapted layers' weights 3072"
     ):
-        strategies.get("waveft")(options).prepare(tiny_vit())
+        apply_strategy(strategies.get("waveft")(options), tiny_vit())

@@ -9,7 +9,10 @@ import pytest
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
 from strategies._prompts import remove_prompts
 from tests.helpers import TINY, tiny_vit
@@ -21,7 +24,7 @@ PATCHES = (16 // TINY["patch_size"]) ** 2  # 16 px images in patches of 4: 16 pa
 
 def _prepared(name: str, backbone: torch.nn.Module, **options) -> torch.nn.Module:
     strategy = strategies.get(name)
-    return strategy(strategy.Options(**options)).prepare(backbone)
+    return apply_strategy(strategy(strategy.Options(**options)), backbone)
 
 
 def _block_inputs(model: torch.nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
@@ -154,5 +157,5 @@ def test_needs_a_vision_transformer(name):
     ],
 )
 def test_options_are_validated(options, message):
-    with pytest.raises(ValueError, match=message):
-        strategies.get("vpt_deep").Options(**options)
+    with pytest.raises(UsageError, match=message):
+        make_options("vpt_deep", options)

@@ -9,7 +9,10 @@ import timm
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
@@ -38,7 +41,7 @@ def vit_b16_by_hand() -> dict[str, int]:
 
 def vit_b16(name: str) -> ParamCounts:
     model = create_skeleton("vit_base_patch16_224", 100, None, {})  # meta device: no memory
-    return ParamCounts.of(strategies.get(name)().prepare(model))
+    return ParamCounts.of(apply_strategy(strategies.get(name)(), model))
 
 
 @pytest.mark.parametrize("name", sorted(FROM_THE_ISSUE))
@@ -95,10 +98,11 @@ def test_bitfit_and_norm_apply_to_resnets(arch):
     head = features * 10 + 10
     # ResNet convolutions have no bias: bitfit trains the BatchNorm biases and the head.
     assert (
-        ParamCounts.of(strategies.get("bitfit")().prepare(meta_resnet(arch))).trainable == bn_channels + head
+        ParamCounts.of(apply_strategy(strategies.get("bitfit")(), meta_resnet(arch))).trainable
+        == bn_channels + head
     )
     assert (
-        ParamCounts.of(strategies.get("norm")().prepare(meta_resnet(arch))).trainable
+        ParamCounts.of(apply_strategy(strategies.get("norm")(), meta_resnet(arch))).trainable
         == 2 * bn_channels + head
     )
 
@@ -112,7 +116,7 @@ def test_resnet18_counts_by_hand():
 @pytest.mark.parametrize("name", ["ssf", "adaptformer", "adapter"])
 def test_vit_only_strategies_reject_a_resnet_in_one_line(name):
     with pytest.raises(ValueError, match=f"strategy '{name}' needs a timm VisionTransformer") as error:
-        strategies.get(name)().prepare(meta_resnet("resnet18"))
+        apply_strategy(strategies.get(name)(), meta_resnet("resnet18"))
     assert "\n" not in str(error.value) and "ResNet" in str(error.value)
 
 
@@ -126,8 +130,8 @@ def test_vit_only_strategies_reject_a_resnet_in_one_line(name):
     ],
 )
 def test_invalid_options_name_the_option(name, options, message):
-    with pytest.raises(ValueError, match=message):
-        strategies.get(name).Options(**options)
+    with pytest.raises(UsageError, match=message):
+        make_options(name, options)
 
 
 def test_ssf_scales_and_shifts_the_patch_embedding_channels():
@@ -135,7 +139,7 @@ def test_ssf_scales_and_shifts_the_patch_embedding_channels():
     torch.manual_seed(0)
     backbone = tiny_vit()
     conv = copy.deepcopy(backbone.patch_embed.proj)
-    model = strategies.get("ssf")().prepare(backbone)
+    model = apply_strategy(strategies.get("ssf")(), backbone)
     wrapped = model.patch_embed.proj
     channels = conv.out_channels
     with torch.no_grad():
@@ -153,7 +157,9 @@ def test_adaptformer_adds_the_scaled_adapter_beside_the_mlp():
     torch.manual_seed(0)
     backbone = tiny_vit()
     mlp = copy.deepcopy(backbone.blocks[0].mlp)
-    model = strategies.get("adaptformer")(strategies.get("adaptformer").Options(scale=0.25)).prepare(backbone)
+    model = apply_strategy(
+        strategies.get("adaptformer")(strategies.get("adaptformer").Options(scale=0.25)), backbone
+    )
     block_mlp = model.blocks[0].mlp
     tokens = torch.randn(2, 5, 32)
     with torch.no_grad():
@@ -165,7 +171,7 @@ def test_adapter_adds_a_residual_bottleneck_after_attention_and_mlp():
     torch.manual_seed(0)
     backbone = tiny_vit()
     attn = copy.deepcopy(backbone.blocks[1].attn)
-    model = strategies.get("adapter")().prepare(backbone)
+    model = apply_strategy(strategies.get("adapter")(), backbone)
     wrapped = model.blocks[1].attn
     tokens = torch.randn(2, 5, 32)
     with torch.no_grad():
@@ -178,7 +184,7 @@ def test_pfeiffer_adapter_adds_one_residual_bottleneck_after_the_mlp_only():
     torch.manual_seed(0)
     backbone = tiny_vit()
     mlp, attn = copy.deepcopy(backbone.blocks[0].mlp), backbone.blocks[0].attn
-    model = strategies.get("pfeiffer_adapter")().prepare(backbone)
+    model = apply_strategy(strategies.get("pfeiffer_adapter")(), backbone)
     assert model.blocks[0].attn is attn, "attention is left as it is"
     wrapped = model.blocks[0].mlp
     assert wrapped.adapter.down.out_features == 8 and isinstance(wrapped.adapter.activation, torch.nn.GELU)

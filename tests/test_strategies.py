@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 import strategies
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 from tests.counts import CLASSES, expected_head, expected_trainable
 from tests.helpers import tiny_vit
 
 
 @pytest.mark.parametrize("name", strategies.names())
 def test_trainable_counts_match_the_architecture(name):
-    model = strategies.get(name)().prepare(tiny_vit())
+    model = apply_strategy(strategies.get(name)(), tiny_vit())
     counts = ParamCounts.of(model)
     assert counts.trainable == expected_trainable(name)
     assert counts.head == expected_head(name)
@@ -26,7 +28,7 @@ def test_trainable_counts_match_the_architecture(name):
 def test_one_step_trains_only_the_trainable_parts(name):
     torch.manual_seed(0)
     strategy = strategies.get(name)()
-    model = strategy.prepare(tiny_vit())
+    model = apply_strategy(strategy, tiny_vit())
     before = {key: value.detach().clone() for key, value in model.named_parameters()}
     split = strategy.split(model)
     images, labels = torch.randn(8, 3, 16, 16), torch.arange(8) % CLASSES
@@ -58,13 +60,13 @@ def test_one_step_trains_only_the_trainable_parts(name):
     [
         name
         for name in strategies.names()
-        if strategies.get(name)().split(strategies.get(name)().prepare(tiny_vit()))
+        if strategies.get(name)().split(apply_strategy(strategies.get(name)(), tiny_vit()))
     ],
 )
 def test_split_computes_the_same_logits_as_the_model(name):
     torch.manual_seed(0)
     strategy = strategies.get(name)()
-    model = strategy.prepare(tiny_vit()).eval()
+    model = apply_strategy(strategy, tiny_vit()).eval()
     split = strategy.split(model)
     images = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
@@ -84,7 +86,7 @@ def test_registry_rejects_duplicates_and_suggests_names():
 
 def test_last_k_rejects_k_beyond_depth():
     with pytest.raises(ValueError, match="between 1 and the model's depth 2"):
-        strategies.get("last_k")(strategies.get("last_k").Options(k=3)).prepare(tiny_vit())
+        apply_strategy(strategies.get("last_k")(strategies.get("last_k").Options(k=3)), tiny_vit())
 
 
 @pytest.mark.parametrize(
@@ -101,7 +103,27 @@ def test_prepared_model_starts_at_the_backbone(name):
     backbone = tiny_vit()
     torch.nn.init.normal_(backbone.get_classifier().weight)  # a zero head would hide any difference
     reference = copy.deepcopy(backbone).eval()
-    model = strategies.get(name)().prepare(backbone).eval()
+    model = apply_strategy(strategies.get(name)(), backbone).eval()
     images = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(model(images), reference(images), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", strategies.names())
+def test_every_option_says_what_it_means(name):
+    """`list` shows each option's help text: every option of every strategy must have one."""
+    for field in dataclasses.fields(strategies.get(name).Options):
+        assert field.metadata.get("help", "").strip(), f"{name}.{field.name} has no help text"
+
+
+@pytest.mark.parametrize("family", [None, "additve"])
+def test_a_strategy_must_declare_one_of_the_families(family):
+    class Undeclared(strategies.Strategy):
+        name = "undeclared"
+        description = "a strategy that forgets or misspells its family"
+
+    if family is not None:
+        Undeclared.family = family
+    with pytest.raises(ValueError, match="strategy 'undeclared' must declare its family, one of baseline"):
+        strategies.register(Undeclared)
+    assert "undeclared" not in strategies.names()

@@ -10,7 +10,10 @@ import timm
 import torch
 
 import strategies
+from benchmark.config import make_options
+from benchmark.errors import UsageError
 from benchmark.train.measure import ParamCounts
+from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
 from tests.helpers import tiny_vit
 
@@ -53,7 +56,7 @@ def test_hand_counts_match_the_published_sizes():
 
 @pytest.mark.parametrize("name", VISION)
 def test_vit_b_trainable_counts_on_the_meta_skeleton(name):
-    model = strategies.get(name)().prepare(create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
+    model = apply_strategy(strategies.get(name)(), create_skeleton("vit_base_patch16_224", CLASSES, None, {}))
     counts = ParamCounts.of(model)
     assert counts.head == HEADS.get(name, HEAD)
     assert counts.trainable == WITHOUT_HEAD[name] + HEADS.get(name, HEAD)
@@ -62,7 +65,7 @@ def test_vit_b_trainable_counts_on_the_meta_skeleton(name):
 @pytest.mark.parametrize("name", VISION)
 def test_a_resnet_is_refused_in_one_line(name):
     with pytest.raises(ValueError, match=f"strategy '{name}' needs a timm VisionTransformer") as error:
-        strategies.get(name)().prepare(timm.create_model("resnet18", num_classes=10))
+        apply_strategy(strategies.get(name)(), timm.create_model("resnet18", num_classes=10))
     assert "\n" not in str(error.value)
 
 
@@ -77,7 +80,7 @@ def _trained_adapters(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_repadapter_merged_evaluation_equals_its_unmerged_forward():
-    model = _trained_adapters(strategies.get("repadapter")().prepare(tiny_vit())).eval()
+    model = _trained_adapters(apply_strategy(strategies.get("repadapter")(), tiny_vit())).eval()
     images = torch.randn(4, 3, 16, 16)
     unmerged = model(images)  # eval mode with autograd: the adapter runs on its own
     with torch.no_grad():
@@ -88,7 +91,7 @@ def test_repadapter_merged_evaluation_equals_its_unmerged_forward():
 
 def test_repadapter_merged_evaluation_follows_the_trained_and_the_loaded_weights():
     strategy = strategies.get("repadapter")()
-    model = _trained_adapters(strategy.prepare(tiny_vit()))
+    model = _trained_adapters(apply_strategy(strategy, tiny_vit()))
     images, labels = torch.randn(4, 3, 16, 16), torch.arange(4)
     saved = copy.deepcopy(model.state_dict())
     model.eval()
@@ -111,7 +114,7 @@ def test_repadapter_merged_evaluation_follows_the_trained_and_the_loaded_weights
 def test_vqt_leaves_the_backbone_features_and_trains_its_queries():
     torch.manual_seed(0)
     backbone = tiny_vit().eval()
-    model = strategies.get("vqt")().prepare(copy.deepcopy(backbone))
+    model = apply_strategy(strategies.get("vqt")(), copy.deepcopy(backbone))
     images, labels = torch.randn(4, 3, 16, 16), torch.arange(4)
     with torch.no_grad():
         torch.testing.assert_close(model.eval().forward_features(images), backbone.forward_features(images))
@@ -137,6 +140,6 @@ def test_vqt_leaves_the_backbone_features_and_trains_its_queries():
     ],
 )
 def test_bad_options_are_one_line_errors_naming_the_option(name, option, value):
-    with pytest.raises(ValueError, match=f"{name}.{option}( .*)? must") as error:
-        strategies.get(name).Options(**{option: value})
+    with pytest.raises(UsageError, match=f"{name}.{option}( .*)? must") as error:
+        make_options(name, {option: value})
     assert "\n" not in str(error.value)

@@ -1,4 +1,5 @@
-"""`list`: the registered strategies (family, what trains, options, training defaults, source) and datasets;
+"""`list`: the registered strategies (family, what trains, options with their meanings, training defaults, source)
+and datasets;
 `list --markdown` is the README's strategy table with exact ViT-B/16 parameter counts.
 """
 
@@ -35,6 +36,16 @@ def _defaults_text(strategy) -> str:
 def _options_text(strategy) -> str:
     options = dataclasses.asdict(strategy.Options())
     return ", ".join(f"{key}={value}" for key, value in options.items()) or "-"
+
+
+def _options_help_text(strategy) -> str:
+    """Each option with its default and meaning (the field's `help` metadata), one a line."""
+    defaults = strategy.Options()
+    lines = [
+        f"{field.name}={getattr(defaults, field.name)}: {field.metadata['help']}"
+        for field in dataclasses.fields(defaults)
+    ]
+    return "\n".join(lines) or "-"
 
 
 def strategy_markdown() -> str:
@@ -75,7 +86,7 @@ def command_list(args: argparse.Namespace) -> int:
             name,
             strategy.family,
             strategy.description,
-            _options_text(strategy),
+            _options_help_text(strategy),
             _defaults_text(strategy),
             strategy.source,
         )

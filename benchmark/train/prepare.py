@@ -36,9 +36,18 @@ class Prepared:
         return {name: tensor.detach().cpu().clone() for name, tensor in state.items()}
 
 
+def apply_strategy(strategy: strategies.Strategy, model: nn.Module) -> nn.Module:
+    """`strategy.prepare(model)`, then the new head (`get_classifier()`) made trainable: every strategy trains
+    it, so none does it by hand."""
+    model = strategy.prepare(model)
+    for param in model.get_classifier().parameters():
+        param.requires_grad_(True)
+    return model
+
+
 def prepare_model(strategy_name: str, options: Any, model: nn.Module) -> Prepared:
     strategy = strategies.get(strategy_name)(options)
-    model = strategy.prepare(model)
+    model = apply_strategy(strategy, model)
     split = strategy.split(model)
     if split is None:
         return Prepared(strategy, model, None, model)
