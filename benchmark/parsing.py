@@ -58,6 +58,9 @@ def shard(text: str) -> tuple[int, int]:
 
 def coerce(value: Any, annotation: Any, key: str) -> Any:
     """Convert a parsed value to a dataclass field's declared type, or say what was expected."""
+    inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if len(inner) == 1 and len(typing.get_args(annotation)) == 2:  # `X | None`: None, or an X
+        return None if value is None else coerce(value, inner[0], key)
     if typing.get_origin(annotation) is tuple:
         items = (
             value.split(",")

@@ -187,7 +187,10 @@ def test_bad_options_and_unfit_models_name_the_option(name, options, message):
         apply_strategy(strategies.get(name)(make_options(name, options)), tiny_vit())
 
 
-def test_fourierft_spectrum_lr_ratio_must_be_positive():
-    # Built directly: `--set fourierft.spectrum_lr_ratio=...` stops earlier, at the `float | None` coercion.
-    with pytest.raises(ValueError, match="spectrum_lr_ratio must be positive"):
-        strategies.get("fourierft").Options(spectrum_lr_ratio=0.0)
+def test_fourierft_spectrum_lr_ratio_is_a_positive_float_or_unset():
+    # As `--set fourierft.spectrum_lr_ratio=...` gives it: an optional float field (`float | None`).
+    assert make_options("fourierft", {"spectrum_lr_ratio": 2}).spectrum_lr_ratio == 2.0
+    with pytest.raises(UsageError, match="fourierft.spectrum_lr_ratio must be positive"):
+        make_options("fourierft", {"spectrum_lr_ratio": 0.0})
+    with pytest.raises(UsageError, match="fourierft.spectrum_lr_ratio must be a float; got 'fast'"):
+        make_options("fourierft", {"spectrum_lr_ratio": "fast"})
