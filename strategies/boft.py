@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,7 +56,7 @@ def skip_cuda_extension() -> None:
 
 
 @register
-class Boft(Strategy):
+class Boft(PeftStrategy):
     name = "boft"
     family = "reparameterised"
     description = (

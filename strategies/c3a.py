@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -45,7 +45,7 @@ class C3aOptions:
 
 
 @register
-class C3a(Strategy):
+class C3a(PeftStrategy):
     name = "c3a"
     family = "reparameterised"
     description = "peft C3A: block-circulant update of qkv (256-wide blocks, one kernel each), new head"

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -68,7 +68,7 @@ class FourierftOptions:
 
 
 @register
-class Fourierft(Strategy):
+class Fourierft(PeftStrategy):
     name = "fourierft"
     family = "reparameterised"
     description = (

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,7 +47,7 @@ class GloraOptions:
 
 
 @register
-class Glora(Strategy):
+class Glora(PeftStrategy):
     name = "glora"
     family = "reparameterised"
     description = "peft GLoRA on qkv: low-rank A, B, C and scalar D, E updates of weight and bias, new head"

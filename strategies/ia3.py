@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,7 +37,7 @@ class Ia3Options:
 
 
 @register
-class Ia3(Strategy):
+class Ia3(PeftStrategy):
     name = "ia3"
     family = "reparameterised"
     description = (

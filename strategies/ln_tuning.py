@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
 
 
 @register
-class LnTuning(Strategy):
+class LnTuning(PeftStrategy):
     name = "ln_tuning"
     family = "selective"
     description = "peft LN tuning: a trainable copy of every LayerNorm (weight and bias), new head trainable"

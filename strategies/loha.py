@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,7 +31,7 @@ class LohaOptions:
 
 
 @register
-class Loha(Strategy):
+class Loha(PeftStrategy):
     name = "loha"
     family = "reparameterised"
     description = "peft LoHa (Hadamard product of two low-rank updates) on qkv, new head trainable"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,7 +33,7 @@ class LokrOptions:
 
 
 @register
-class Lokr(Strategy):
+class Lokr(PeftStrategy):
     name = "lokr"
     family = "reparameterised"
     description = "peft LoKr (Kronecker product of a small and a low-rank factor) on qkv, new head trainable"

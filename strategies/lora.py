@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,7 +55,7 @@ class LoraOptions:
 
 
 @register
-class Lora(Strategy):
+class Lora(PeftStrategy):
     name = "lora"
     family = "reparameterised"
     description = (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,7 +34,7 @@ class MissOptions:
 
 
 @register
-class Miss(Strategy):
+class Miss(PeftStrategy):
     name = "miss"
     family = "reparameterised"
     description = "peft MiSS: one trainable 64 x out shard per qkv layer, shared across its input, new head"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,7 +47,7 @@ def check_block_size(strategy: str, model: nn.Module, targets: tuple[str, ...], 
 
 
 @register
-class Oft(Strategy):
+class Oft(PeftStrategy):
     name = "oft"
     family = "reparameterised"
     description = (

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,7 +43,7 @@ class RoadOptions:
 
 
 @register
-class Road(Strategy):
+class Road(PeftStrategy):
     name = "road"
     family = "reparameterised"
     description = "peft RoAd: a trainable 2-D rotation and scale per pair of qkv outputs, new head trainable"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,7 +44,7 @@ class VeraOptions:
 
 
 @register
-class Vera(Strategy):
+class Vera(PeftStrategy):
     name = "vera"
     family = "reparameterised"
     description = (

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets
 from strategies._protocol import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,7 +36,7 @@ class WaveftOptions:
 
 
 @register
-class Waveft(Strategy):
+class Waveft(PeftStrategy):
     name = "waveft"
     family = "reparameterised"
     description = "peft WaveFT: 2592 trainable Haar wavelet coefficients per qkv weight update, new head"
