@@ -73,3 +73,32 @@ def attach_tuner(
 def target_widths(model: nn.Module, targets: Sequence[str]) -> list[tuple[int, int]]:
     """(input, output) widths of the linear layers that peft will adapt, for options that must fit them."""
     return [(module.in_features, module.out_features) for _, module in targeted_linears(model, targets)]
+
+
+def merged(model: nn.Module) -> nn.Module | None:
+    """A copy of `model` with every peft tuner layer merged into its base layer and removed (what peft's
+    `merge_and_unload()` does, layer by layer, for a model that `inject_adapter_in_model` adapted in place),
+    or None when the model holds no tuner layer or a layer's method has no merge: peft's `merge` raises
+    NotImplementedError then, or ValueError for a layer it cannot merge. `model` itself is left as it is."""
+    import copy
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from strategies._qkv import fuse_qkv
+
+    merged_model = copy.deepcopy(model)
+    layers = [
+        (name, module) for name, module in merged_model.named_modules() if isinstance(module, BaseTunerLayer)
+    ]
+    if not layers:
+        return None
+    try:
+        for name, layer in layers:
+            layer.merge(adapter_names=[ADAPTER])
+            merged_model.set_submodule(name, layer.get_base_layer())
+    except (NotImplementedError, ValueError):
+        return None
+    if any(isinstance(module, BaseTunerLayer) for module in merged_model.modules()):
+        return None  # a tuner layer nested in another one's base: not a plain model
+    fuse_qkv(merged_model)  # q, k and v split for the method (strategies/_qkv.py) are one layer again
+    return merged_model

@@ -63,3 +63,27 @@ def split_qkv(model: nn.Module, targets: Sequence[str]) -> int:
     for name, fused in layers:
         model.set_submodule(name, SplitQKV(fused))
     return len(layers)
+
+
+def fuse_qkv(model: nn.Module) -> int:
+    """The inverse of `split_qkv`, for a merged model: replace every `SplitQKV` whose q, k and v are plain
+    linear layers again by one fused layer (rows q, k, v in timm's order), so the model has the backbone's
+    layers and cost. Returns the number of layers fused."""
+    layers = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, SplitQKV) and all(type(getattr(module, part)) is nn.Linear for part in PARTS)
+    ]
+    for name, split in layers:
+        parts = [getattr(split, part) for part in PARTS]
+        like = parts[0].weight
+        fused = nn.Linear(
+            split.in_features, split.out_features, parts[0].bias is not None, like.device, like.dtype
+        )
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([part.weight for part in parts]))
+            if fused.bias is not None:
+                fused.bias.copy_(torch.cat([part.bias for part in parts]))
+        fused.requires_grad_(like.requires_grad)
+        model.set_submodule(name, fused)
+    return len(layers)

@@ -63,3 +63,25 @@ class RepAdapted(nn.Module):
             return F.linear(x, *self.merged())
         hidden = self.dropout(self.down(x))
         return self.layer(x + self.scale * F.linear(hidden, self.up_dense(), self.up_bias))
+
+
+def merged(model: nn.Module) -> nn.Module:
+    """A copy of `model` with every RepAdapted layer replaced by a plain nn.Linear holding its merged weight
+    and bias (the deployed model of the paper); `model` itself is left as it is."""
+    import copy
+
+    merged_model = copy.deepcopy(model)
+    for name, module in list(merged_model.named_modules()):
+        if isinstance(module, RepAdapted):
+            weight, bias = module.merged()
+            layer = module.layer
+            plain = nn.Linear(
+                layer.in_features, layer.out_features, bias is not None, weight.device, weight.dtype
+            )
+            with torch.no_grad():
+                plain.weight.copy_(weight)
+                if bias is not None:
+                    plain.bias.copy_(bias)
+            plain.requires_grad_(False)
+            merged_model.set_submodule(name, plain)
+    return merged_model

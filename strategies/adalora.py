@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 ADAPTER_NAME = "default"  # peft's adapter name, as strategies._peft.ADAPTER (which imports peft)
@@ -80,7 +80,7 @@ class AdaloraOptions:
 
 
 @register
-class Adalora(Strategy):
+class Adalora(PeftStrategy):
     name = "adalora"
     family = "reparameterised"
     description = "peft AdaLoRA on qkv: SVD-form LoRA pruned from rank 12 to 8 on average, new head trainable"

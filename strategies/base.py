@@ -117,6 +117,22 @@ class Strategy:
         """Put back what `extra_state` gave, into the model this strategy object prepared; it replaces
         whatever state the strategy holds (the fresh state too, when a damaged checkpoint is rolled back)."""
 
+    def merged(self, model: nn.Module) -> nn.Module | None:
+        """A copy of the prepared (and trained) `model` with the method's additions folded into plain weights,
+        for inference: the same outputs (up to rounding) at the backbone's shape and cost. None when the method
+        has no such merge (the default), or adds nothing to merge. `model` itself is left as it is."""
+        return None
+
+
+class PeftStrategy(Strategy):
+    """A strategy whose additions are peft tuner layers (strategies/_peft.py), which peft merges where the
+    method has a merge."""
+
+    def merged(self, model: nn.Module) -> nn.Module | None:
+        from strategies._peft import merged
+
+        return merged(model)
+
 
 def freeze(module: nn.Module) -> None:
     for param in module.parameters():

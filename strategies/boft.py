@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def skip_cuda_extension() -> None:
 
 
 @register
-class Boft(Strategy):
+class Boft(PeftStrategy):
     name = "boft"
     family = "reparameterised"
     description = (

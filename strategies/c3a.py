@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class C3aOptions:
 
 
 @register
-class C3a(Strategy):
+class C3a(PeftStrategy):
     name = "c3a"
     family = "reparameterised"
     description = "peft C3A: block-circulant update of qkv (256-wide blocks, one kernel each), new head"

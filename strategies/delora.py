@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class DeloraOptions:
 
 
 @register
-class Delora(Strategy):
+class Delora(PeftStrategy):
     name = "delora"
     family = "reparameterised"
     description = "peft DeLoRA: rank-8 update of qkv with a trainable bound on its norm, new head trainable"

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class FourierftOptions:
 
 
 @register
-class Fourierft(Strategy):
+class Fourierft(PeftStrategy):
     name = "fourierft"
     family = "reparameterised"
     description = (

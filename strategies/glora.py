@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class GloraOptions:
 
 
 @register
-class Glora(Strategy):
+class Glora(PeftStrategy):
     name = "glora"
     family = "reparameterised"
     description = "peft GLoRA on qkv: low-rank A, B, C and scalar D, E updates of weight and bias, new head"

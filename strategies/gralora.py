@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class GraloraOptions:
 
 
 @register
-class Gralora(Strategy):
+class Gralora(PeftStrategy):
     name = "gralora"
     family = "reparameterised"
     description = "peft GraLoRA on qkv: rank 32 shared by 2 x 2 sub-blocks of the weight, new head trainable"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class HraOptions:
 
 
 @register
-class Hra(Strategy):
+class Hra(PeftStrategy):
     name = "hra"
     family = "reparameterised"
     description = "peft HRA: 8 trainable Householder reflections rotate qkv's input, new head trainable"

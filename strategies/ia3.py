@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Ia3Options:
 
 
 @register
-class Ia3(Strategy):
+class Ia3(PeftStrategy):
     name = "ia3"
     family = "reparameterised"
     description = (

@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from strategies import register
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import (
     PEFT_PROTOCOL,
     PEFT_PROTOCOL_SOURCE,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 @register
-class LnTuning(Strategy):
+class LnTuning(PeftStrategy):
     name = "ln_tuning"
     family = "selective"
     description = "peft LN tuning: a trainable copy of every LayerNorm (weight and bias), new head trainable"

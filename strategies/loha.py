@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class LohaOptions:
 
 
 @register
-class Loha(Strategy):
+class Loha(PeftStrategy):
     name = "loha"
     family = "reparameterised"
     description = "peft LoHa (Hadamard product of two low-rank updates) on qkv, new head trainable"

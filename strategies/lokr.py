@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class LokrOptions:
 
 
 @register
-class Lokr(Strategy):
+class Lokr(PeftStrategy):
     name = "lokr"
     family = "reparameterised"
     description = "peft LoKr (Kronecker product of a small and a low-rank factor) on qkv, new head trainable"

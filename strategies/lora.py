@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class LoraOptions:
 
 
 @register
-class Lora(Strategy):
+class Lora(PeftStrategy):
     name = "lora"
     family = "reparameterised"
     description = (

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE, adamw_grid_with
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class MissOptions:
 
 
 @register
-class Miss(Strategy):
+class Miss(PeftStrategy):
     name = "miss"
     family = "reparameterised"
     description = "peft MiSS: one trainable 64 x out shard per qkv layer, shared across its input, new head"

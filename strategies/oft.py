@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def check_block_size(strategy: str, model: nn.Module, targets: tuple[str, ...], 
 
 
 @register
-class Oft(Strategy):
+class Oft(PeftStrategy):
     name = "oft"
     family = "reparameterised"
     description = (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class RandloraOptions:
 
 
 @register
-class Randlora(Strategy):
+class Randlora(PeftStrategy):
     name = "randlora"
     family = "reparameterised"
     description = "peft RandLoRA on qkv: shared frozen random bases, trainable diagonal scales, new head"

@@ -12,7 +12,7 @@ its input only through qkv, so the adapter sits in front of qkv and fc1, the lay
 Departures: the reference picks s per VTAB task (its configs: 0.1 to 10); we take its class default s = 1.
 Merging happens inside the module whenever it evaluates without autograd (no runner hook is needed); the
 merged weights are kept beside the trained ones, which stay as they are, so training can go on after an
-evaluation.
+evaluation. `merged` gives the deployed model itself: a copy with plain Linear layers in place of the adapted ones.
 """
 
 from __future__ import annotations
@@ -90,3 +90,8 @@ class RepAdapter(Strategy):
                 adapted = RepAdapted(layer, self.options.dim, self.options.groups, self.options.scale)
                 block.set_submodule(path, adapted)
         return vit
+
+    def merged(self, model: nn.Module) -> nn.Module:
+        from strategies._repadapter import merged
+
+        return merged(model)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class RoadOptions:
 
 
 @register
-class Road(Strategy):
+class Road(PeftStrategy):
     name = "road"
     family = "reparameterised"
     description = "peft RoAd: a trainable 2-D rotation and scale per pair of qkv outputs, new head trainable"

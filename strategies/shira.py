@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def _random_mask(
 
 
 @register
-class Shira(Strategy):
+class Shira(PeftStrategy):
     name = "shira"
     family = "reparameterised"
     description = "peft SHiRA: a random sparse set of qkv's weights (LoRA r=32's count) trained, new head"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class VbloraOptions:
 
 
 @register
-class Vblora(Strategy):
+class Vblora(PeftStrategy):
     name = "vblora"
     family = "reparameterised"
     description = "peft VB-LoRA on qkv: rank-4 factors mixed from a shared bank of 256 vectors, new head"

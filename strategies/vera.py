@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_dropout, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class VeraOptions:
 
 
 @register
-class Vera(Strategy):
+class Vera(PeftStrategy):
     name = "vera"
     family = "reparameterised"
     description = (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from strategies import register
 from strategies._checks import check_at_least_one, check_positive, check_targets, option
-from strategies.base import Strategy
+from strategies.base import PeftStrategy
 from strategies.recipes import PEFT_PROTOCOL, PEFT_PROTOCOL_SOURCE
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class WaveftOptions:
 
 
 @register
-class Waveft(Strategy):
+class Waveft(PeftStrategy):
     name = "waveft"
     family = "reparameterised"
     description = "peft WaveFT: 2592 trainable Haar wavelet coefficients per qkv weight update, new head"

@@ -136,13 +136,18 @@ SPEED = [
     ("mfu", "MFU ↑", "{:.1%}"),
     ("peak_memory_bytes", "peak memory MiB ↓", "{:,.0f}"),
     ("trainable_params", "trainable params", "{:,.0f}"),
+    ("inference_ms", "inference ms ↓", "{:,.1f}"),
+    ("merged", "merged", "{}"),
+    ("merged_inference_ms", "merged inference ms ↓", "{:,.1f}"),
 ]
 
 
 def _speed_text(row: pd.Series, column: str, fmt: str) -> str:
-    value = row[column]
+    value = row.get(column)  # older speed files lack the inference columns
     if value is None or pd.isna(value):
         return "-"
+    if column == "merged":
+        return "yes" if value else "no"
     return fmt.format(value / MiB if column == "peak_memory_bytes" else value)
 
 
@@ -188,7 +193,9 @@ def speed_markdown(speed: pd.DataFrame) -> str:
         "One training step per strategy on synthetic input (`python -m benchmark speed`); "
         "the bare loop is a plain forward/backward/step on the whole model; *time ÷ lora* and the like are "
         "multiples of that strategy's step time or peak memory in the same call (on CPU peak memory is the "
-        "process's resident high-water mark, so only the GPU's ratios compare memory).\n",
+        "process's resident high-water mark, so only the GPU's ratios compare memory). *inference ms* is a "
+        "no-grad forward of the trained model in eval mode; *merged* says whether the strategy folded its "
+        "additions into plain weights, whose forward is *merged inference ms*.\n",
     ]
     for table in speed_tables(speed):
         parts += [f"\n## {table.title}\n", table.markdown()]

@@ -374,6 +374,32 @@ SPEED = [
     _c("memory_kind", "str", "as in `runs/`"),
     _c("trainable_params", "int", "as in `runs/` (0 for the forward-only row)"),
     _c("total_params", "int", "as in `runs/`"),
+    _c(
+        "inference_ms",
+        "float",
+        "a strategy row's no-grad forward of the trained model in eval mode, as the runner evaluates it, mean "
+        "over the timed steps (empty for the baselines; the forward-only row is the backbone's)",
+        "ms",
+        "lower",
+    ),
+    _c(
+        "merged",
+        "bool",
+        "the strategy merged its additions into plain weights (`Strategy.merged`: peft's merge, RepAdapter's "
+        "reparameterisation) and the merged copy was timed too; false where it cannot, empty for the baselines",
+    ),
+    _c(
+        "merged_inference_ms",
+        "float",
+        "as `inference_ms`, for the merged copy (empty unless merged)",
+        "ms",
+        "lower",
+    ),
+    _c(
+        "merged_max_abs_diff",
+        "float",
+        "largest absolute difference between the merged and the unmerged model's logits on the timed batch",
+    ),
     *PROVENANCE,
 ]
 

@@ -5,6 +5,10 @@ Two baselines use the same model and batch: a bare `forward / backward / step` l
 and a no-grad forward pass. FLOPs are counted by torch's FlopCounterMode over one step (matrix
 multiplications and convolutions, forward and backward); MFU divides the achieved FLOP/s by the
 device's peak dense bf16 throughput.
+
+Each strategy's row also times inference, a no-grad forward of the trained model in eval mode, as the runner
+evaluates it; where the strategy can merge its additions into plain weights (`Strategy.merged`), the merged
+copy's forward is timed too, and the row says so.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from benchmark.train.measure import ParamCounts, PeakMemory, synchronize
 from benchmark.train.prepare import prepare_model
 from benchmark.train.step import Stepper, autocast, make_optimizer, make_scheduler, seed_everything
 from benchmark.weights import backbone as backbones
+from strategies import Strategy
 
 # Peak dense bf16 tensor throughput, TFLOP/s, from the vendors' data sheets (without sparsity).
 PEAK_BF16_TFLOPS = {
@@ -157,7 +162,36 @@ def strategy_row(name: str, spec: SpeedSpec, train: TrainParams, device: torch.d
         device,
         memory,
     )
-    return row | {"optimizer": train.optimizer}
+    inference = inference_columns(prepared.strategy, prepared.model, images, spec, device)
+    return row | {"optimizer": train.optimizer} | inference
+
+
+def _inference_ms(model: nn.Module, images: torch.Tensor, spec: SpeedSpec, device: torch.device) -> float:
+    def step() -> None:
+        with torch.no_grad(), autocast(device, spec.precision):
+            model(images)
+
+    return 1000 * _time(step, spec.warmup_steps, spec.steps, device)
+
+
+def inference_columns(
+    strategy: Strategy, model: nn.Module, images: torch.Tensor, spec: SpeedSpec, device: torch.device
+) -> dict[str, Any]:
+    """Milliseconds per no-grad forward of the trained `model` (eval mode) and, where `strategy` merges, of its
+    merged copy, with the largest difference between the two models' logits on `images`."""
+    model.eval()
+    columns: dict[str, Any] = {"inference_ms": _inference_ms(model, images, spec, device)}
+    merged = strategy.merged(model)
+    if merged is None:
+        return columns | {"merged": False, "merged_inference_ms": None, "merged_max_abs_diff": None}
+    merged.eval()
+    with torch.no_grad(), autocast(device, spec.precision):
+        difference = (model(images).float() - merged(images).float()).abs().max().item()
+    return columns | {
+        "merged": True,
+        "merged_inference_ms": _inference_ms(merged, images, spec, device),
+        "merged_max_abs_diff": difference,
+    }
 
 
 def bare_loop_row(spec: SpeedSpec, device: torch.device) -> dict[str, Any]:
