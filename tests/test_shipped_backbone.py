@@ -31,7 +31,7 @@ SHORT = [
     "1",
     "--set",
     "linear.epochs=10",
-]  # demo: 3 seeds, 20, 30
+]  # demo: seed 0 (the file: 0, 1, 2), 10 epochs with 1 of warm-up, linear 30
 ABOVE_RANDOM_PROBE = 0.10  # every strategy on the shipped backbone beats the random-feature probe by this
 PEFT_BELOW_FULL = 0.08  # the median parameter-efficient strategy is at most this far below `full`
 PARAMETER_EFFICIENT = ("selective", "additive", "reparameterised", "prompt")  # families
