@@ -78,6 +78,20 @@ def _shown_path(path: Path) -> str:
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
+def _with_threads(threads: int | None, call: Callable[[], int]) -> int:
+    """call() with torch on this many CPU threads (None: as it is), restored after."""
+    if threads is None:
+        return call()
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return call()
+    finally:
+        torch.set_num_threads(before)
+
+
 def command_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
     """The demo's sweep on the shipped backbone, its random-initialisation reference, a look inside the
     best-validation run, then the report: each a command of its own, run by `main`."""
@@ -88,11 +102,19 @@ def command_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> 
             raise UsageError(f"the demo needs {needed}, which is part of the project's repository")
     check_seeds(int_list(args.seeds, "--seeds"), "--seeds")  # before the first sweep prints its command
     common = ["--config", _shown_path(DEMO_CONFIG), "--seeds", args.seeds]
-    common += ["--results-dir", str(args.results_dir), "--keep-weights", *_demo_workers(args.workers)]
-    for extra in (["--weights", _shown_path(DEMO_WEIGHTS)], DEMO_REFERENCE):
+    common += ["--results-dir", str(args.results_dir), "--keep-weights"]
+    workers = _demo_workers(args.workers)
+    # The reference's few cells run in this process, on one thread as each worker does: starting a pool
+    # of workers (each imports torch, timm and peft and plans every cell) cost about 30 s on 2 cores, more
+    # than its 2 cells take to train one after the other.
+    sweeps = [
+        (["--weights", _shown_path(DEMO_WEIGHTS), *workers], None),
+        (DEMO_REFERENCE, 1 if workers else None),
+    ]
+    for extra, threads in sweeps:
         run_args = ["run", *common, *extra]
         console.print("python -m benchmark " + " ".join(run_args), markup=False)
-        status = main(run_args)
+        status = _with_threads(threads, lambda run_args=run_args: main(run_args))
         if status != 0:
             return status
     runs = store.read(args.results_dir, "runs")
