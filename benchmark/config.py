@@ -195,8 +195,14 @@ def strategy_class(name: str) -> type[strategies.Strategy]:
 
 def make_train_params(strategy: str, flags: dict[str, Any], overrides: dict[str, Any]) -> TrainParams:
     """Strategy defaults, then command-line flags, then per-strategy `--set STRATEGY.KEY=VALUE`."""
-    values = dict(strategy_class(strategy).defaults) | flags | overrides
-    return build_dataclass(TrainParams, values, prefix=f"{strategy}.")
+    cls = strategy_class(strategy)
+    train = build_dataclass(TrainParams, dict(cls.defaults) | flags | overrides, prefix=f"{strategy}.")
+    if train.batch_size < cls.min_batch_size:
+        raise UsageError(
+            f"{strategy} trains with batches of at least {cls.min_batch_size} images; got batch size "
+            f"{train.batch_size}"
+        )
+    return train
 
 
 def make_options(strategy: str, values: dict[str, Any]) -> Any:

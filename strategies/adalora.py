@@ -138,6 +138,13 @@ class Adalora(PeftStrategy):
             config.total_step = total_steps
             config.tinit = int(self.options.warmup_fraction * total_steps)
             config.tfinal = int(self.options.final_fraction * total_steps)
+        if total_steps - int(self.options.final_fraction * total_steps) < 2:
+            # peft would fix the rank budget before it has measured any importance (a KeyError inside peft)
+            raise ValueError(
+                f"{self.name} needs at least 2 optimiser steps before its final "
+                f"{self.options.final_fraction:.0%} (the rank budget is measured on them); this run has "
+                f"{total_steps}: train longer (--epochs, --steps) or on more images"
+            )
         tuner.update_and_allocate(step)
 
     def extra_state(self, model: nn.Module) -> dict[str, Any]:

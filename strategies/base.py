@@ -55,6 +55,8 @@ class Strategy:
     # The prepared model computes the backbone's function before the first step (adapters start at
     # zero or identity). False for methods whose added parts change the output from the start.
     starts_at_backbone: ClassVar[bool] = True
+    # The smallest training batch the method can take (a BatchNorm in training mode needs two images).
+    min_batch_size: ClassVar[int] = 1
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()

@@ -30,6 +30,7 @@ class Linear(Strategy):
     description = "frozen backbone; a new head (non-affine BatchNorm + Linear) on the pooled features"
     defaults = LINEAR_PROBE
     source = LINEAR_PROBE_SOURCE
+    min_batch_size = 2  # the head's BatchNorm normalises over the batch in training
 
     @classmethod
     def search_space(cls) -> dict[str, tuple]:

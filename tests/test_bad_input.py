@@ -85,6 +85,11 @@ CASES: dict[str, tuple[list[str], str, Callable[[Path], None] | None]] = {
     "speed --img-size 0": ([*SPEED, "--img-size", "0"], "--img-size must be a number of pixels", None),
     "speed num_heads=3": ([*SPEED, "--model-arg", "num_heads=3"], "divisible by num_heads", None),
     "speed --steps 0": ([*SPEED, "--steps", "0"], "--steps must be at least 1", None),
+    "speed linear --batch-size 1": (
+        [*SPEED, "--batch-size", "1"],
+        "linear trains with batches of at least 2 images; got batch size 1",
+        None,
+    ),
     "eval --device tpu": (["eval", "some_run", "--device", "tpu"], "--device tpu is not usable here", None),
     "eval unknown run": (["eval", "some_run", "--device", "cpu"], "no run 'some_run'", None),
     "predict unknown run": (["predict", "some_run", "x.png"], "no run 'some_run'", None),

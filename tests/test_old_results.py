@@ -59,7 +59,11 @@ def folder(tmp_path, monkeypatch):
 def test_an_older_folder_is_done_resumes_with_a_new_seed_and_reports(folder, capsys):
     before = store.read(folder, "runs")
     assert len(before) == 6 and (before["status"] == "ok").all()
-    assert cli.main([*COMMAND, "--seeds", "0,1", "--results-dir", str(folder)]) == 0
+    status = cli.main([*COMMAND, "--seeds", "0,1", "--results-dir", str(folder)])
+    # After a change to the code that trains lora or linear the old rows are stale, as they should be: then
+    # add evidence that the numbers are unchanged (benchmark/results/code_equivalents.py says how) or
+    # write this folder again with the new code.
+    assert status == 0, capsys.readouterr().err
     assert "6 skipped as already done" in capsys.readouterr().err
     assert len(store.read(folder, "runs")) == 6  # nothing trained again
 

@@ -11,10 +11,11 @@ import torch
 import strategies
 from benchmark.config import make_options
 from benchmark.errors import UsageError
+from benchmark.results import store
 from benchmark.train.measure import ParamCounts
 from benchmark.train.prepare import apply_strategy
 from benchmark.weights.backbone import create_skeleton
-from tests.helpers import tiny_vit
+from tests.helpers import run_cli, tiny_run, tiny_vit
 
 # ViT-B/16: width 768, 12 blocks; qkv maps 768 -> 3 x 768 = 2304; fc2 maps 4 x 768 = 3072 -> 768.
 WIDTH, DEPTH, CLASSES = 768, 12, 100
@@ -192,3 +193,14 @@ def test_fourierft_spectrum_lr_ratio_is_a_positive_float_or_unset():
         make_options("fourierft", {"spectrum_lr_ratio": 0.0})
     with pytest.raises(UsageError, match="fourierft.spectrum_lr_ratio must be a float; got 'fast'"):
         make_options("fourierft", {"spectrum_lr_ratio": "fast"})
+
+
+def test_adalora_too_short_for_its_rank_schedule_is_a_failed_row_that_says_why(tmp_path):
+    """One optimiser step leaves AdaLoRA's rank allocator nothing to measure importance on: the cell fails
+    with that reason (not peft's KeyError), and the sweep records it."""
+    argv = [*tiny_run("adalora", epochs=1), "--train-size", "16", "--batch-size", "16"]
+    result = run_cli(*argv, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    row = store.read(tmp_path / "results", "runs").iloc[0]
+    assert row["status"] == "failed"
+    assert "adalora needs at least 2 optimiser steps" in row["error"]
