@@ -135,6 +135,7 @@ def failing_strategy():
     @strategies.register
     class FailsInTraining(Strategy):
         name = "fails_in_training"
+        family = "additive"
         description = "test strategy that raises during training"
 
         def prepare(self, model):

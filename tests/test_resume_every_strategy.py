@@ -123,6 +123,7 @@ class ForgetsItsState(Strategy):
     resumed, its first step fails. Its first run ends as a Ctrl-C would, after a checkpoint."""
 
     name = "forgets_its_state"
+    family = "probe"
     description = "test strategy whose resumed run fails"
     interrupt_at_step: int | None = None
 

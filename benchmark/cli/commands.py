@@ -164,7 +164,7 @@ def command_speed(args: argparse.Namespace) -> int:
     )
     flags = {"optimizer": args.optimizer} if args.optimizer else {}
     for name in spec.strategies:  # checks the hyper-parameters (e.g. --optimizer) before timing anything
-        make_train_params(name, flags, {})
+        make_train_params(name, flags | {"batch_size": args.batch_size}, {})
     store.check_writable(args.results_dir)
     frame = speed.run_speed(spec, device, flags, lambda text: console.print(text, markup=False))
     path = speed.write(frame, args.results_dir)
