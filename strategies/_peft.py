@@ -14,8 +14,6 @@ from peft import PeftConfig, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from strategies.base import freeze
-
 ADAPTER = "default"  # peft's adapter name; one adapter per model here
 
 
@@ -47,7 +45,7 @@ def _peft_error(strategy: str, error: ValueError) -> ValueError:
 def inject(strategy: str, config: PeftConfig, model: nn.Module, targets: Sequence[str]) -> nn.Module:
     """Freeze `model` and add peft's adapter described by `config` in place."""
     _check_targets_exist(strategy, model, targets)
-    freeze(model)
+    model.requires_grad_(False)  # the backbone frozen (base.freeze; not imported: base imports this module)
     try:
         model = inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     except ValueError as error:  # e.g. a target of a type the method cannot adapt
@@ -62,7 +60,7 @@ def attach_tuner(
     random projections, AdaLoRA's rank allocator). The tuner adapts `model` in place and is returned;
     `model` itself (`tuner.model`) is what trains."""
     _check_targets_exist(strategy, model, targets)
-    freeze(model)
+    model.requires_grad_(False)  # the backbone frozen (base.freeze; not imported: base imports this module)
     try:
         tuner = tuner_class(model, config, ADAPTER)
     except ValueError as error:
