@@ -120,7 +120,7 @@ def command_run(args: argparse.Namespace, main: Callable[[list[str]], int]) -> i
         return launch.launch(args, runs[0].command, lambda text: console.print(text, markup=False), main)
     device = resolve_device(args.device)
     specs = [spec_from_args(each.args, device) for each in runs]
-    cells = [search.first_stage(spec) for spec in specs]  # sweep.expand, or a tuned sweep's search
+    cells = [search.first_stage(spec) for spec in specs]  # plan.expand, or a tuned sweep's search
     plans = [[plan.plan(cell) for cell in each] for each in cells]  # validates every cell first
     if args.dry_run:
         _print_plans(plans, specs, as_json=args.json)

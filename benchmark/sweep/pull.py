@@ -2,7 +2,7 @@
 
 Every worker of a launcher (launch.py) runs the whole cell list; the per-cell claims (store.claim) make each
 take the next cell nobody holds. Cells differ in cost by more than 10x, so a fixed `--shard` would leave
-workers idle at the end; pulling keeps them busy until the list is done. Two rules on top of sweep.execute:
+workers idle at the end; pulling keeps them busy until the list is done. Two rules on top of engine.execute:
 
 - After its pass, a worker runs again over the cells that were held by another process when it came to
   them, as long as its last pass ran something: a worker that was killed in the middle of a cell has let go
@@ -27,7 +27,7 @@ from benchmark.sweep import engine
 from benchmark.sweep.progress import Progress
 from benchmark.train.distributed import Dist
 
-Tags = dict[str, dict[str, Any]] | None  # config hash -> extra row columns, as sweep.execute takes them
+Tags = dict[str, dict[str, Any]] | None  # config hash -> extra row columns, as engine.execute takes them
 
 POLL_SECONDS = 10.0  # between two looks at search points that other workers hold: a look reads the claims
 
@@ -40,7 +40,7 @@ def execute(
     options: engine.ExecuteOptions,
     tags: Tags = None,
 ) -> engine.SweepResult:
-    """sweep.execute, then again over the cells others held, while the last pass ran something."""
+    """engine.execute, then again over the cells others held, while the last pass ran something."""
     total = last = engine.execute(cells, device, dist, progress, options, tags)
     while last.left and sum(last.statuses.values()) and not last.statuses[Status.CANCELLED]:
         last = engine.execute(_only(cells, last.left), device, dist, progress, options, tags)
@@ -56,7 +56,7 @@ def wait_for(
     options: engine.ExecuteOptions,
     tags: Tags = None,
 ) -> engine.SweepResult:
-    """sweep.execute, then, until no cell is held by another process, wait and run what is left."""
+    """engine.execute, then, until no cell is held by another process, wait and run what is left."""
     poll_seconds = POLL_SECONDS
     total = last = engine.execute(cells, device, dist, progress, options, tags)
     while last.left and not last.statuses[Status.CANCELLED]:

@@ -279,7 +279,7 @@ def tuned_sweep(spec) -> TunedSweep | None:
 
 
 def first_stage(spec) -> list[RunConfig]:
-    """This shard's cells to run first: a tuned sweep's search share, else every cell (sweep.expand)."""
+    """This shard's cells to run first: a tuned sweep's search share, else every cell (plan.expand)."""
     from benchmark.sweep import plan
 
     tuned = tuned_sweep(spec)
@@ -293,7 +293,7 @@ def describe(spec) -> str:
 
 
 def execute(spec, cells: list[RunConfig], device, dist, log: Progress, options):
-    """Run a sweep as sweep.execute does; a tuned one in both stages: `cells` (from first_stage) first,
+    """Run a sweep as engine.execute does; a tuned one in both stages: `cells` (from first_stage) first,
     then whatever of the final stage the rows on disk allow. Returns a sweep.SweepResult.
 
     A launcher's worker (`options.pull`) pulls cells, and waits for search points that other workers
