@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import cli
-from benchmark.cli import experiment
+from benchmark.cli import yaml_file as experiment_yaml
 from benchmark.cli.parser import build_parser
 from tests.helpers import TINY_ARGS
 
@@ -76,10 +76,14 @@ CASES: dict[str, tuple[list[str], str, Callable[[Path], None] | None]] = {
     "file seeds: [-3]": (CONFIG, "must be between 0", yaml_file("seeds: [-3]\n")),
     "file num_heads: 5": (CONFIG, "divisible by num_heads", yaml_file("model_arg: {num_heads: 5}\n")),
     "file alias bomb": (CONFIG, "YAML aliases (*a) are not allowed", yaml_file(ALIAS_BOMB)),
-    "file too deep": (CONFIG, f"nested deeper than {experiment.MAX_DEPTH} levels", yaml_file(DEEP)),
+    "file too deep": (CONFIG, f"nested deeper than {experiment_yaml.MAX_DEPTH} levels", yaml_file(DEEP)),
     "file duplicate key": (CONFIG, "duplicate key 'lr' at line 2", yaml_file("lr: 0.1\nlr: 0.2\n")),
     "file not UTF-8": (CONFIG, "not UTF-8 text", yaml_file(b"lr: \xff\xfe\n")),
-    "file too large": (CONFIG, "larger than the limit", yaml_file("#" * (experiment.MAX_FILE_BYTES + 1))),
+    "file too large": (
+        CONFIG,
+        "larger than the limit",
+        yaml_file("#" * (experiment_yaml.MAX_FILE_BYTES + 1)),
+    ),
     "file /dev/zero": ([*CONFIG[:2], "/dev/zero", *CONFIG[3:]], "larger than the limit", None),
     "speed --device tpu": ([*SPEED, "--device", "tpu"], "--device tpu is not usable here", None),
     "speed --img-size 0": ([*SPEED, "--img-size", "0"], "--img-size must be a number of pixels", None),

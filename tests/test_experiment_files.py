@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
@@ -14,10 +13,10 @@ import yaml
 
 import strategies
 from benchmark import cli
-from benchmark.cli import experiment
+from benchmark.cli import experiment_file, yaml_file
 from benchmark.cli.app import sweeps_of
+from benchmark.cli.experiment import sweep_spec
 from benchmark.cli.parser import build_parser
-from benchmark.cli.run import spec_from_args
 from benchmark.results import store
 from tests.helpers import ROOT, TINY, TINY_ARGS, TINY_IMG, TINY_MODEL
 
@@ -75,10 +74,6 @@ def write(path: Path, values) -> Path:
 def plan(capsys, *argv: str) -> list[dict]:
     assert cli.main(["run", *argv, "--dry-run", "--json"]) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
-
-
-def run_parser() -> argparse.ArgumentParser:
-    return build_parser().commands["run"]
 
 
 def test_file_and_flags_give_the_same_cells_and_hashes(workdir, capsys):
@@ -166,7 +161,7 @@ def test_resolved_config_is_stored_and_reruns_the_same_cell(workdir, capsys):
 
 @pytest.mark.parametrize("path", PROTOCOLS, ids=[path.stem for path in PROTOCOLS])
 def test_protocol_dry_runs_offline(workdir, capsys, path):
-    assert set(experiment.load(path)) <= set(experiment.valid_keys(run_parser()))
+    assert set(yaml_file.load(path)) <= set(experiment_file.valid_keys())
     # One seed of each cell keeps the test short; the file is read and planned in full otherwise.
     assert cli.main(["run", "--config", str(path), "--dry-run", "--seeds", "0"]) == 0, capsys.readouterr().err
     out = " ".join(capsys.readouterr().out.split())  # rich may wrap a title
@@ -192,9 +187,9 @@ def test_equal_budget_gives_every_strategy_the_same_budget(workdir):
 
     argv = ["run", "--config", str(ROOT / "protocols" / "equal_budget.yaml"), "--strategies", "all"]
     args = build_parser().parse_args(argv)
-    sweeps = sweeps_of(build_parser(), argv, args)
-    assert [sweep.args.dataset for sweep in sweeps] == ["cifar10", "cifar100"]
-    cells = search.first_stage(spec_from_args(sweeps[0].args))
+    sweeps = sweeps_of(argv, args)
+    assert [sweep.experiment.dataset for sweep in sweeps] == ["cifar10", "cifar100"]
+    cells = search.first_stage(sweep_spec(sweeps[0].experiment))
     assert {cell.strategy for cell in cells} == set(strategies.names())
     # epochs and warmup_epochs are each strategy's default and unused: `steps` replaces them
     unused = {"lr", "epochs", "warmup_epochs"}

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from benchmark import cli
+from benchmark.cli.app import sweeps_of
+from benchmark.cli.experiment import sweep_spec
 from benchmark.cli.parser import build_parser
-from benchmark.cli.run import spec_from_args
 from benchmark.report import build
 from benchmark.results import store
 from benchmark.sweep.engine import ExecuteOptions, execute
@@ -143,7 +144,8 @@ def test_two_force_runs_at_once_train_each_cell_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sweep_argv = [*tiny_run("linear,bitfit", epochs=1)]
     assert cli.main(sweep_argv) == 0
-    spec = spec_from_args(build_parser().parse_args([*sweep_argv, "--force"]))
+    argv = [*sweep_argv, "--force"]
+    spec = sweep_spec(sweeps_of(argv, build_parser().parse_args(argv))[0].experiment)
     result = execute(expand(spec), torch.device("cpu"), Dist(), _ForceRunInBetween([*sweep_argv, "--force"]),
                      ExecuteOptions(force=True))  # fmt: skip
 

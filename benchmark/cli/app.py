@@ -9,27 +9,27 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmark.cli import commands, listing, run
-from benchmark.cli.parser import Parser, build_parser
+from benchmark.cli import commands, experiment_file, listing, run
+from benchmark.cli.parser import build_parser
 from benchmark.cli.terminal import console
 from benchmark.errors import DiskFull, UsageError
 
 
-def sweeps_of(parser: Parser, argv: list[str], args: argparse.Namespace) -> list:
-    """The run's sweeps: the command line's, or one per (dataset, model, train size) of --config."""
-    from benchmark.cli import experiment
-
-    return experiment.sweeps(parser.commands["run"], argv[argv.index("run") + 1 :], args)
+def sweeps_of(argv: list[str], args: argparse.Namespace) -> list[experiment_file.Sweep]:
+    """The run's sweeps: the command line's, or one per (dataset, model, train size) of --config. The
+    namespace holds only the flags written (the run parser's defaults are argparse.SUPPRESS)."""
+    given = {name: value for name, value in vars(args).items() if name != "command"}
+    return experiment_file.sweeps(given, argv[argv.index("run") + 1 :])
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command == "run":
-            args.sweeps = sweeps_of(parser, sys.argv[1:] if argv is None else argv, args)
         handler = {
-            "run": lambda args: run.command_run(args, main),
+            "run": lambda args: run.command_run(
+                sweeps_of(sys.argv[1:] if argv is None else argv, args), main
+            ),
             "report": commands.command_report,
             "list": listing.command_list,
             "demo": lambda args: commands.command_demo(args, main),

@@ -13,8 +13,9 @@ from typing import Any
 
 from rich.console import Console
 
-from benchmark.cli.parser import CPU_EVAL_BATCH, DEMO_MAX_WORKERS, GPU_EVAL_BATCH
-from benchmark.cli.run import precision_for, resolve_device, strategy_names
+from benchmark.cli.experiment import CPU_EVAL_BATCH, GPU_EVAL_BATCH, precision_for, strategy_names
+from benchmark.cli.parser import DEMO_MAX_WORKERS
+from benchmark.cli.run import resolve_device
 from benchmark.cli.terminal import console
 from benchmark.errors import UsageError
 from benchmark.limits import check_float, check_img_size, check_int, check_seeds

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 import strategies
-from benchmark.cli.parser import train_defaults
+from benchmark.cli.experiment import train_defaults
 from benchmark.config import strategy_class
 from benchmark.data import datasets
 

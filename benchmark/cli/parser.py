@@ -1,27 +1,18 @@
 """The command line's flags: one argparse parser per command, built without importing torch.
 
-A bad argument is one line and exit status 2 (`Parser.error`). Training flags are generated from
-`TrainParams`'s fields, so a new hyper-parameter gets its flag without an edit here.
+A bad argument is one line and exit status 2 (`Parser.error`). The flags of `run` (and those `speed`
+shares) are generated from the fields of `cli.experiment.Experiment`, so a new setting needs no edit here.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import PRECISIONS, TRAIN_KEYS, TrainParams
-from benchmark.data import datasets
+from benchmark.cli import experiment
+from benchmark.cli.experiment import DEFAULT_MODEL
 from benchmark.errors import UsageError
-from benchmark.results import curves
-from benchmark.sweep import launch
-
-DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
-
-
-GPU_EVAL_BATCH, CPU_EVAL_BATCH = 512, 64  # images per evaluation (and trunk-caching) batch
-
 
 DESCRIPTION = """Compare ways of fine-tuning a Vision Transformer (linear probe, full fine-tuning,
 LoRA and other parameter-efficient methods) on an image dataset: 'run' trains
@@ -44,163 +35,27 @@ class Parser(argparse.ArgumentParser):
     subcommand by name (filled by `build_parser`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.flags: dict[str, argparse.Action] = {}  # each flag's action by destination (add_argument's)
         super().__init__(*args, **kwargs)
-        for parent in kwargs.get("parents", []):  # argparse copies a parent's actions without add_argument
-            self.flags.update(parent.flags)
         self.commands: dict[str, Parser] = {}
-
-    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
-        action = super().add_argument(*args, **kwargs)
-        action.repeatable = kwargs.get("action") == "append"  # argparse has no public name for the kind
-        self.flags[action.dest] = action
-        return action
 
     def error(self, message: str) -> None:
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _shared_flags(default_model: str) -> Parser:
-    """Flags that `run` and `speed` share, defined once."""
-    shared = Parser(add_help=False)
-    shared.add_argument("--strategies", default="all", help="comma-separated names, or 'all' (default)")
-    shared.add_argument("--model", default=default_model, help=f"a timm model name (default {default_model})")
-    shared.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="passed to timm.create_model, e.g. depth=4; repeatable",
-    )
-    shared.add_argument("--img-size", type=int, help="input resolution in pixels (default: the model's)")
-    shared.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    shared.add_argument(
-        "--precision",
-        default="auto",
-        choices=PRECISIONS,
-        help="auto (default): bf16 autocast on GPU, fp32 on CPU",
-    )
-    shared.add_argument(
-        "--compile", action="store_true", help="torch.compile the trained module (slow start)"
-    )
-    shared.add_argument("--results-dir", type=Path, default=Path("results"), help="default results")
-    return shared
-
-
-def train_defaults() -> dict[str, Any]:
-    """TrainParams' defaults, read off its fields: TrainParams() would check its optimizer against
-    timm's list, which imports torch, and `--help` and `list` answer without it."""
-    return {field.name: field.default for field in dataclasses.fields(TrainParams)}
-
-
-def _add_train_flags(run: Parser) -> None:
-    """One flag per training hyper-parameter; unset flags leave each strategy's own default."""
-    defaults = train_defaults()
-    for key in TRAIN_KEYS:
-        flag = "--" + key.replace("_", "-")
-        if key == "augment":
-            run.add_argument(
-                flag,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help="random crop and flip (default: the strategy's choice)",
-            )
-        else:
-            run.add_argument(
-                flag,
-                type=type(defaults[key]),
-                default=None,
-                help="default: the strategy's (see 'list')",
-            )
-
-
-def _add_run(commands, parents: list[Parser]) -> None:
+def _add_run(commands) -> None:
     run = commands.add_parser(
-        "run",
-        parents=parents,
-        allow_abbrev=False,
-        help="train and evaluate strategies; one parquet row per run",
+        "run", allow_abbrev=False, help="train and evaluate strategies; one parquet row per run"
     )
-    run.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE.yaml",
-        help="an experiment file: YAML keys are these flags' names (lr, batch_size, set, search, ...), plus "
-        "lists under datasets, models, train_sizes (one sweep each); flags given here win over the file",
-    )
-    run.add_argument("--dataset", default="cifar10", help=f"one of {', '.join(datasets.DATASETS.names())}")
-    run.add_argument(
-        "--weights",
-        default="hub",
-        help="'hub' (default), a local .safetensors/.pth/.bin/.npz file, a save_pretrained folder, "
-        "or hf:OWNER/NAME[@REVISION]",
-    )
-    run.add_argument("--no-pretrained", action="store_true", help="random initialisation for every strategy")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="STRATEGY.KEY=VALUE",
-        help="a strategy's option or training hyper-parameter, e.g. lora.r=16; repeatable",
-    )
-    _add_train_flags(run)
-    run.add_argument(
-        "--eval-batch-size",
-        type=int,
-        help=f"images per evaluation batch (default {GPU_EVAL_BATCH} on GPU, "
-        f"{CPU_EVAL_BATCH} on CPU); changes speed, never results",
-    )
-    run.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    run.add_argument(
-        "--search",
-        action="append",
-        default=[],
-        metavar="KEY=V1,V2,...",
-        help="search this hyper-parameter or option (lr, weight_decay, lora.r, ...) on validation with the "
-        "first seed, then run the best point with every seed; 'default': each strategy's own grid; repeatable",
-    )
-    run.add_argument("--val-fraction", type=float, help="share of the training set held out for validation")
-    run.add_argument("--data-dir", type=Path, default=Path("data"), help="dataset cache (default data)")
-    run.add_argument(
-        "--no-download", action="store_true", help="fail instead of downloading a missing dataset"
-    )
-    _add_run_control(run)
+    experiment.add_flags(run)
 
 
-def _add_run_control(run: Parser) -> None:
-    """How `run` treats results already there, what it writes and shows, and where it runs."""
-    run.add_argument("--force", action="store_true", help="rerun cells that already have a successful row")
-    run.add_argument(
-        "--stale",
-        choices=("refuse", "rerun", "keep"),
-        default="refuse",
-        help="cells whose results are of another code version or torch/timm/peft major.minor: refuse to run "
-        "(default), rerun them (the new rows supersede the old), or keep the old results as done",
-    )
-    run.add_argument(
-        "--keep-weights", action="store_true", help="save each run's selected model under RESULTS_DIR/weights"
-    )
-    run.add_argument("--shard", default="0/1", help="I/N: run every N-th cell starting at I (default 0/1)")
-    run.add_argument(
-        "--dry-run", action="store_true", help="print the plan with parameter counts; write nothing"
-    )
-    run.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON on stdout")
-    run.add_argument(
-        "--verbose",
-        action="store_true",
-        help="a line for every epoch (default: a live display on a terminal, a few lines per run when piped)",
-    )
-    curves.add_flags(run)
-    launch.add_flags(run)
-
-
-def _add_speed(commands, parents: list[Parser]) -> None:
+def _add_speed(commands) -> None:
     speed = commands.add_parser(
         "speed",
-        parents=parents,
         allow_abbrev=False,
         help="time one training step per strategy on synthetic input: images/s, ms/step, memory, TFLOP/s, MFU",
     )
+    experiment.add_flags(speed, only_speed=True, model=DEFAULT_MODEL.split(".")[0])
     speed.add_argument("--num-classes", type=int, default=100)
     speed.add_argument("--batch-size", type=int, default=128)
     speed.add_argument("--optimizer", help="default: each strategy's own")
@@ -221,7 +76,7 @@ def build_parser() -> Parser:
         allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    _add_run(commands, [_shared_flags(DEFAULT_MODEL)])
+    _add_run(commands)
     build = commands.add_parser("report", allow_abbrev=False, help="tables and plots from the results folder")
     build.add_argument("--results-dir", type=Path, default=Path("results"))
     build.add_argument("--out", type=Path, help="output folder (default RESULTS_DIR/report)")
@@ -231,7 +86,7 @@ def build_parser() -> Parser:
         "--reference",
         help="strategy every other is compared with (paired test over shared seeds; default: full)",
     )
-    _add_speed(commands, [_shared_flags(DEFAULT_MODEL.split(".")[0])])
+    _add_speed(commands)
     listing = commands.add_parser("list", help="the registered strategies and datasets, with their defaults")
     listing.add_argument(
         "--markdown",

@@ -21,15 +21,11 @@ class Column:
     required: bool = False  # a file without it is not a results file of this table
 
 
-def _c(name, type_, meaning, unit="", better=None, required=False) -> Column:
-    return Column(name, type_, meaning, unit, better, required)
-
-
 PROVENANCE = [
-    _c("torch_version", "str", "PyTorch version"),
-    _c("timm_version", "str", "timm version"),
-    _c("peft_version", "str", "peft version"),
-    _c("python_version", "str", "Python version"),
-    _c("hostname", "str", "machine that ran it"),
-    _c("git_commit", "str", "commit of the benchmark code, `+dirty` if it had uncommitted changes"),
+    Column("torch_version", "str", "PyTorch version"),
+    Column("timm_version", "str", "timm version"),
+    Column("peft_version", "str", "peft version"),
+    Column("python_version", "str", "Python version"),
+    Column("hostname", "str", "machine that ran it"),
+    Column("git_commit", "str", "commit of the benchmark code, `+dirty` if it had uncommitted changes"),
 ]

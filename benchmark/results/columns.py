@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from benchmark.results.column import PROVENANCE, TYPES, Column, _c
+from benchmark.results.column import PROVENANCE, TYPES, Column
 from benchmark.results.speed_columns import SPEED
 
 RUNS = [
     # identity and outcome of the run
-    _c(
+    Column(
         "run_id",
         "str",
         "unique id: UTC start time, strategy, first 8 characters of `config_hash`",
         required=True,
     ),
-    _c(
+    Column(
         "status",
         "str",
         "`ok`, `failed` (an exception, e.g. out of memory), `diverged` (non-finite training loss), "
         "`cancelled` (Ctrl-C / SIGTERM), or `superseded` (an `ok` run replaced by a `--force` rerun)",
         required=True,
     ),
-    _c("error", "str", "the error message; empty when `ok`"),
-    _c("started_at", "str", "start time, ISO 8601 UTC"),
-    _c("finished_at", "str", "end time, ISO 8601 UTC"),
-    _c(
+    Column("error", "str", "the error message; empty when `ok`"),
+    Column("started_at", "str", "start time, ISO 8601 UTC"),
+    Column("finished_at", "str", "end time, ISO 8601 UTC"),
+    Column(
         "config_hash",
         "str",
         "hash of everything that decides the outcome (strategy, options, dataset, model, weights, seed, "
@@ -38,8 +38,10 @@ RUNS = [
         "skips cells whose hash already has an `ok` row",
         required=True,
     ),
-    _c("cell_hash", "str", "`config_hash` without the seed: the report aggregates over it", required=True),
-    _c(
+    Column(
+        "cell_hash", "str", "`config_hash` without the seed: the report aggregates over it", required=True
+    ),
+    Column(
         "code_version",
         "str",
         "hash of the code that decides the numbers (the strategy's module, the `strategies` modules it "
@@ -48,155 +50,169 @@ RUNS = [
         "another (`--stale`), the report never averages across them",
     ),
     # the cell
-    _c("strategy", "str", "registry name of the strategy", required=True),
-    _c("strategy_options", "str", 'the strategy\'s own options as JSON, e.g. `{"r": 8, "alpha": 16.0, ...}`'),
-    _c("dataset", "str", "dataset name", required=True),
-    _c(
+    Column("strategy", "str", "registry name of the strategy", required=True),
+    Column(
+        "strategy_options", "str", 'the strategy\'s own options as JSON, e.g. `{"r": 8, "alpha": 16.0, ...}`'
+    ),
+    Column("dataset", "str", "dataset name", required=True),
+    Column(
         "data_source",
         "str",
         "what the run trained on, in words: folder, and whether it matches the checksums",
     ),
-    _c("data_verified", "bool", "files match the official checksums (null where there is nothing to check)"),
-    _c(
+    Column(
+        "data_verified", "bool", "files match the official checksums (null where there is nothing to check)"
+    ),
+    Column(
         "n_train",
         "int",
         "training images used: validation is held out of the official training set, then `train_size` applies",
         "images",
     ),
-    _c("n_val", "int", "validation images", "images"),
-    _c(
+    Column("n_val", "int", "validation images", "images"),
+    Column(
         "n_labelled",
         "int",
         "labelled images the run used: `n_train + n_val` (validation chose the epoch and any search point)",
         "images",
     ),
-    _c("n_test", "int", "test images", "images"),
-    _c("num_classes", "int", "classes"),
-    _c("model", "str", "timm model name", required=True),
-    _c("model_args", "str", "extra `timm.create_model` arguments as JSON"),
-    _c("pretrained", "bool", "the backbone started from pretrained weights"),
-    _c(
+    Column("n_test", "int", "test images", "images"),
+    Column("num_classes", "int", "classes"),
+    Column("model", "str", "timm model name", required=True),
+    Column("model_args", "str", "extra `timm.create_model` arguments as JSON"),
+    Column("pretrained", "bool", "the backbone started from pretrained weights"),
+    Column(
         "weights",
         "str",
         "where the weights came from: `hub:<id>`, `file:<path>` or `none (random initialisation)`",
     ),
-    _c("normalisation", "str", "where the input mean and std came from (the weights' own config, or timm's)"),
-    _c("pos_embed", "str", "position embeddings: as saved, or how they were resampled to `img_size`"),
-    _c("weights_file", "str", "with `--keep-weights`: the saved parameters of the validation-selected model"),
-    _c("img_size", "int", "input resolution (images are resized to it on the device)", "px"),
-    _c("seed", "int", "the run's seed (model init, batch order, augmentation)", required=True),
-    _c("epochs", "int", "training epochs (unused when `steps` is set)"),
-    _c("steps", "int", "optimiser steps in total, replacing `epochs` when set; 0 = unset", "steps"),
-    _c("warmup_steps", "int", "linear warm-up length when `steps` is set", "steps"),
-    _c(
+    Column(
+        "normalisation", "str", "where the input mean and std came from (the weights' own config, or timm's)"
+    ),
+    Column("pos_embed", "str", "position embeddings: as saved, or how they were resampled to `img_size`"),
+    Column(
+        "weights_file", "str", "with `--keep-weights`: the saved parameters of the validation-selected model"
+    ),
+    Column("img_size", "int", "input resolution (images are resized to it on the device)", "px"),
+    Column("seed", "int", "the run's seed (model init, batch order, augmentation)", required=True),
+    Column("epochs", "int", "training epochs (unused when `steps` is set)"),
+    Column("steps", "int", "optimiser steps in total, replacing `epochs` when set; 0 = unset", "steps"),
+    Column("warmup_steps", "int", "linear warm-up length when `steps` is set", "steps"),
+    Column(
         "accumulate",
         "int",
         "micro-batches per optimiser step (gradient accumulation); `batch_size` is per optimiser step",
     ),
-    _c(
+    Column(
         "train_size",
         "str",
         "the training subset as given: images (`1000`) or a share (`10%`), class-stratified, the same for "
         "every strategy and seed; empty = all (`n_train` is the count used)",
     ),
-    _c(
+    Column(
         "schedule",
         "str",
         "after warm-up: `cosine` (to zero), `constant`, or `plateau` (ReduceLROnPlateau on validation loss: "
         "factor 0.1, patience 10 epochs)",
     ),
-    _c(
+    Column(
         "early_stop",
         "int",
         "stop after this many epochs without a better validation top-1; 0 = off",
         "epochs",
     ),
-    _c("batch_size", "int", "images per optimiser step, over all processes", "images"),
-    _c("eval_batch_size", "int", "images per evaluation batch (does not change results)", "images"),
-    _c("lr", "float", "peak learning rate, used as given (never scaled with the batch size)"),
-    _c("optimizer", "str", "timm optimiser name (`momentum`: SGD with momentum 0.9)"),
-    _c(
+    Column("batch_size", "int", "images per optimiser step, over all processes", "images"),
+    Column("eval_batch_size", "int", "images per evaluation batch (does not change results)", "images"),
+    Column("lr", "float", "peak learning rate, used as given (never scaled with the batch size)"),
+    Column("optimizer", "str", "timm optimiser name (`momentum`: SGD with momentum 0.9)"),
+    Column(
         "weight_decay",
         "float",
         "decoupled or L2 as the optimiser defines it; not applied to norms, biases, position embedding, class token",
     ),
-    _c("warmup_epochs", "float", "linear warm-up length (unused when `steps` is set)", "epochs"),
-    _c("clip_grad_norm", "float", "gradient clipping at this global L2 norm; 0 is off"),
-    _c(
+    Column("warmup_epochs", "float", "linear warm-up length (unused when `steps` is set)", "epochs"),
+    Column("clip_grad_norm", "float", "gradient clipping at this global L2 norm; 0 is off"),
+    Column(
         "augment",
         "bool",
         "random crop (padding 1/8 of the side) and, where the dataset allows, horizontal flip",
     ),
-    _c("precision", "str", "`fp32` or `bf16` (autocast)"),
-    _c("tf32", "bool", "float32 matrix products on the GPU used TF32 tensor cores"),
-    _c("val_fraction", "float", "share of the official training set held out for validation", "fraction"),
-    _c("device", "str", "torch device, e.g. `cuda:0` or `cpu`"),
-    _c("device_name", "str", "GPU name, or CPU model and thread count"),
-    _c("world_size", "int", "data-parallel processes (1 without torchrun)"),
-    _c("config_json", "str", "the full resolved configuration as JSON"),
+    Column("precision", "str", "`fp32` or `bf16` (autocast)"),
+    Column("tf32", "bool", "float32 matrix products on the GPU used TF32 tensor cores"),
+    Column("val_fraction", "float", "share of the official training set held out for validation", "fraction"),
+    Column("device", "str", "torch device, e.g. `cuda:0` or `cpu`"),
+    Column("device_name", "str", "GPU name, or CPU model and thread count"),
+    Column("world_size", "int", "data-parallel processes (1 without torchrun)"),
+    Column("config_json", "str", "the full resolved configuration as JSON"),
     # a tuned sweep (`--search`): not in `config_hash`, the point's values are already in the options above
-    _c(
+    Column(
         "stage",
         "str",
         "`search` (a point of the `--search` grid, run with the first seed), `final` (the chosen point with "
         "a further seed; its first seed is the search row), empty for a plain run",
     ),
-    _c(
+    Column(
         "search_space",
         "str",
         'the axes this strategy searched, as JSON in grid order, e.g. `{"lr": [0.001, 0.01]}`',
     ),
-    _c("search_point", "str", 'this row\'s values on those axes, as JSON, e.g. `{"lr": 0.001}`'),
-    _c(
+    Column("search_point", "str", 'this row\'s values on those axes, as JSON, e.g. `{"lr": 0.001}`'),
+    Column(
         "chosen",
         "bool",
         "this row's point is the one chosen by validation top-1 (a search row is marked once the whole "
         "search of its strategy is on disk)",
     ),
     # outcomes: every test metric is of the validation-selected model
-    _c(
+    Column(
         "test_top1",
         "float",
         "test accuracy of the validation-selected model (the epoch with the best validation top-1)",
         "fraction",
         "higher",
     ),
-    _c(
+    Column(
         "test_top1_last_epoch",
         "float",
         "test accuracy of the last epoch's model, for comparison only",
         "fraction",
     ),
-    _c("test_top5", "float", "test top-5 accuracy (k = min(5, classes)), same model", "fraction", "higher"),
-    _c("test_loss", "float", "mean test cross-entropy, same model", "nats", "lower"),
-    _c(
+    Column(
+        "test_top5", "float", "test top-5 accuracy (k = min(5, classes)), same model", "fraction", "higher"
+    ),
+    Column("test_loss", "float", "mean test cross-entropy, same model", "nats", "lower"),
+    Column(
         "test_macro_f1",
         "float",
         "macro-averaged F1 over classes on the test set, same model",
         "fraction",
         "higher",
     ),
-    _c(
+    Column(
         "best_val_top1",
         "float",
         "validation accuracy of the selected model (the best over epochs)",
         "fraction",
         "higher",
     ),
-    _c("best_val_epoch", "int", "the epoch (1-based) of the selected model"),
-    _c("final_val_top1", "float", "validation accuracy after the last epoch", "fraction"),
-    _c("epochs_completed", "int", "epochs finished (the last one partial if `steps` ends inside it)"),
-    _c("early_stopped", "bool", "training stopped before its planned end because of `early_stop`"),
-    _c("resumed_from_epoch", "int", "epochs restored from a checkpoint of an interrupted run (0 if none)"),
+    Column("best_val_epoch", "int", "the epoch (1-based) of the selected model"),
+    Column("final_val_top1", "float", "validation accuracy after the last epoch", "fraction"),
+    Column("epochs_completed", "int", "epochs finished (the last one partial if `steps` ends inside it)"),
+    Column("early_stopped", "bool", "training stopped before its planned end because of `early_stop`"),
+    Column(
+        "resumed_from_epoch", "int", "epochs restored from a checkpoint of an interrupted run (0 if none)"
+    ),
     # costs
-    _c(
+    Column(
         "trainable_params",
         "int",
         "parameters that receive gradients, the head included, each tensor counted once",
         better="lower",
     ),
-    _c("trainable_params_excluding_head", "int", "the same without the classification head", better="lower"),
-    _c(
+    Column(
+        "trainable_params_excluding_head", "int", "the same without the classification head", better="lower"
+    ),
+    Column(
         "effective_params",
         "int",
         "trainable parameters that reach the output at the end of training, the head included: "
@@ -204,10 +220,10 @@ RUNS = [
         "block) or prunes away (AdaLoRA: ranks beyond the final budget); plots and tables use "
         "`trainable_params`",
     ),
-    _c("head_params", "int", "parameters of the classification head"),
-    _c("total_params", "int", "every distinct parameter of the trained model (adapters included)"),
-    _c("trainable_fraction", "float", "`trainable_params / total_params`", "fraction", "lower"),
-    _c(
+    Column("head_params", "int", "parameters of the classification head"),
+    Column("total_params", "int", "every distinct parameter of the trained model (adapters included)"),
+    Column("trainable_fraction", "float", "`trainable_params / total_params`", "fraction", "lower"),
+    Column(
         "train_seconds",
         "float",
         "wall-clock time of training: batches and steps, plus the cached trunk's pass over the training set "
@@ -216,14 +232,14 @@ RUNS = [
         "s",
         "lower",
     ),
-    _c(
+    Column(
         "eval_seconds",
         "float",
         "wall-clock time of validation every epoch and the final test evaluation, plus the cached trunk's "
         "pass over the validation and test sets when its outputs are used",
         "s",
     ),
-    _c(
+    Column(
         "train_images_per_second",
         "float",
         "images through the whole model (trunk and trained part) per second of `train_seconds` (which "
@@ -233,7 +249,7 @@ RUNS = [
         "images/s",
         "higher",
     ),
-    _c(
+    Column(
         "peak_memory_bytes",
         "int",
         "on GPU: the CUDA allocator's peak during the run above what was allocated at its start (the run's "
@@ -243,22 +259,22 @@ RUNS = [
         "bytes",
         "lower",
     ),
-    _c(
+    Column(
         "memory_kind",
         "str",
         "`cuda_allocated_above_start` (GPU), `cpu_process_resident_peak` (the process's resident high-water "
         "mark, reset at the run's start) or `cpu_process_lifetime_peak` (where it could not be reset: the "
         "peak over the process's whole life)",
     ),
-    _c("trunk_frozen", "bool", "the strategy froze a prefix of the model, which ran without autograd"),
-    _c("trunk_cached", "bool", "that prefix ran once per image and training used its cached outputs"),
-    _c(
+    Column("trunk_frozen", "bool", "the strategy froze a prefix of the model, which ran without autograd"),
+    Column("trunk_cached", "bool", "that prefix ran once per image and training used its cached outputs"),
+    Column(
         "trunk_cache_reused",
         "bool",
         "those outputs came from an earlier cell of the same sweep with the same trunk, preprocessing and "
         "images (another learning rate or seed): no pass of the trunk in this run, but its cost is charged",
     ),
-    _c(
+    Column(
         "feature_seconds",
         "float",
         "wall-clock time of the cached trunk's one no-grad pass over every image (training, validation, "
@@ -266,41 +282,43 @@ RUNS = [
         "`train_seconds` (training set) and `eval_seconds` (the others); 0 when the trunk is not cached",
         "s",
     ),
-    _c("trunk_cache_bytes", "int", "size of those cached outputs (0 when not cached)", "bytes"),
-    _c("compiled", "bool", "the trained module ran through `torch.compile` (`--compile`)"),
+    Column("trunk_cache_bytes", "int", "size of those cached outputs (0 when not cached)", "bytes"),
+    Column("compiled", "bool", "the trained module ran through `torch.compile` (`--compile`)"),
     *PROVENANCE,
 ]
 
 EPOCHS = [
-    _c("run_id", "str", "the run", required=True),
-    _c("epoch", "int", "1-based epoch", required=True),
-    _c("train_loss", "float", "mean training cross-entropy over the epoch's batches", "nats", required=True),
-    _c("train_top1", "float", "training accuracy over the epoch (on augmented images)", "fraction"),
-    _c("val_loss", "float", "mean validation cross-entropy after the epoch", "nats"),
-    _c("val_top1", "float", "validation accuracy after the epoch", "fraction", required=True),
-    _c("lr", "float", "learning rate at the end of the epoch"),
-    _c("train_seconds", "float", "wall-clock seconds of the epoch's training", "s"),
+    Column("run_id", "str", "the run", required=True),
+    Column("epoch", "int", "1-based epoch", required=True),
+    Column(
+        "train_loss", "float", "mean training cross-entropy over the epoch's batches", "nats", required=True
+    ),
+    Column("train_top1", "float", "training accuracy over the epoch (on augmented images)", "fraction"),
+    Column("val_loss", "float", "mean validation cross-entropy after the epoch", "nats"),
+    Column("val_top1", "float", "validation accuracy after the epoch", "fraction", required=True),
+    Column("lr", "float", "learning rate at the end of the epoch"),
+    Column("train_seconds", "float", "wall-clock seconds of the epoch's training", "s"),
 ]
 
 CLASSES = [
-    _c("run_id", "str", "the run", required=True),
-    _c("class_index", "int", "label index", required=True),
-    _c("class_name", "str", "label name from the dataset", required=True),
-    _c(
+    Column("run_id", "str", "the run", required=True),
+    Column("class_index", "int", "label index", required=True),
+    Column("class_name", "str", "label name from the dataset", required=True),
+    Column(
         "accuracy",
         "float",
         "share of the class's test images classified correctly (recall)",
         "fraction",
         required=True,
     ),
-    _c("support", "int", "test images of the class", "images"),
+    Column("support", "int", "test images of the class", "images"),
 ]
 
 CONFUSION = [
-    _c("run_id", "str", "the run", required=True),
-    _c("true_index", "int", "true label", required=True),
-    _c("predicted_index", "int", "predicted label", required=True),
-    _c("count", "int", "test images with that pair (zero cells are omitted)", "images", required=True),
+    Column("run_id", "str", "the run", required=True),
+    Column("true_index", "int", "true label", required=True),
+    Column("predicted_index", "int", "predicted label", required=True),
+    Column("count", "int", "test images with that pair (zero cells are omitted)", "images", required=True),
 ]
 
 TABLES: dict[str, list[Column]] = {

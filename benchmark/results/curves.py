@@ -12,7 +12,6 @@ dropped, and the run goes on.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import os
@@ -60,29 +59,18 @@ class LogOptions:
     mlflow_uri: str | None = None  # None: mlflow_uri(RESULTS_DIR), a SQLite file in the results folder
 
 
-def add_flags(run: argparse.ArgumentParser) -> None:
-    run.add_argument(
-        "--log",
-        metavar="SINKS",
-        help="comma-separated: tensorboard (default: event files in RESULTS_DIR/tb), wandb, mlflow, or none",
-    )
-    run.add_argument(
-        "--mlflow-uri", help="with --log mlflow: the tracking URI (default sqlite:///RESULTS_DIR/mlflow.db)"
-    )
-
-
-def options_from(args: argparse.Namespace, say: Callable[[str], None]) -> LogOptions:
+def options_from(log: str | None, mlflow_uri: str | None, say: Callable[[str], None]) -> LogOptions:
     """`--log` as LogOptions. Unset: TensorBoard if it is installed (else one line says it is off); a sink
     that was asked for and is not installed is a UsageError naming the `pip install`."""
-    if args.log is None:
+    if log is None:
         if _installed("tensorboard"):
             sinks: tuple[str, ...] = ("tensorboard",)
         else:
             say("no TensorBoard curves: the tensorboard package is not installed (pip install tensorboard)")
             sinks = ()
     else:
-        sinks = _parse(args.log)
-    if args.mlflow_uri is not None and "mlflow" not in sinks:
+        sinks = _parse(log)
+    if mlflow_uri is not None and "mlflow" not in sinks:
         raise UsageError("--mlflow-uri goes with --log mlflow")
     for sink in sinks:
         if not _installed(PACKAGES[sink]):
@@ -90,7 +78,7 @@ def options_from(args: argparse.Namespace, say: Callable[[str], None]) -> LogOpt
                 f"--log {sink} needs the {PACKAGES[sink]} package: "
                 f"pip install 'vit-finetune-benchmark[{sink}]' (or pip install {PACKAGES[sink]})"
             )
-    return LogOptions(sinks, args.mlflow_uri)
+    return LogOptions(sinks, mlflow_uri)
 
 
 def _parse(text: str) -> tuple[str, ...]:

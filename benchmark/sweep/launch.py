@@ -13,7 +13,6 @@ submitit is imported only where jobs are made: this module's flags are part of e
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -39,28 +38,8 @@ LOCAL_TIMEOUT_MIN = 365 * 24 * 60
 MAX_REQUEUES = 20  # time-outs a task may be requeued after (pre-emptions do not count): workers resume
 JOB_NAME = "vitbench"
 ROOT = PROJECT  # holds benchmark/ and strategies/: the tasks import these
-
-
-def add_flags(run: argparse.ArgumentParser) -> None:
-    run.add_argument(
-        "--launcher",
-        choices=LAUNCHERS,
-        help="submit the sweep with submitit: a Slurm job array, or local processes (one GPU each)",
-    )
-    run.add_argument("--workers", type=int, help="with --launcher: tasks that share the sweep (default 1)")
-    run.add_argument("--slurm-partition", help="Slurm partition (default: the cluster's)")
-    run.add_argument("--slurm-gpus", type=int, help="GPUs per task (default 1; 0 with --device cpu)")
-    run.add_argument("--slurm-cpus", type=int, help="CPUs per task (default: the cluster's)")
-    run.add_argument(
-        "--slurm-time", help=f"time limit per task: minutes, HH:MM:SS or D-HH:MM (default {DEFAULT_TIME_MIN})"
-    )
-    run.add_argument(
-        "--slurm-extra",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other sbatch option, e.g. account=myproj, qos=high, mem=64G; repeatable",
-    )
+# A run's settings: the command line's `cli.experiment.Experiment` (this layer does not import the command line)
+Settings = Any
 
 
 def inside_task() -> bool:
@@ -68,7 +47,7 @@ def inside_task() -> bool:
     return bool(os.environ.get(WORKER_ENV))
 
 
-def check(args: argparse.Namespace) -> None:
+def check(args: Settings) -> None:
     """Launcher flags that contradict each other or the rest of `run`: one UsageError, before anything."""
     given = [flag for flag in SLURM_FLAGS if getattr(args, _dest(flag)) not in (None, [])]
     if args.launcher is None:
@@ -104,7 +83,7 @@ def _dest(flag: str) -> str:
     return flag[2:].replace("-", "_")
 
 
-def _workers(args: argparse.Namespace) -> int:
+def _workers(args: Settings) -> int:
     return 1 if args.workers is None else args.workers
 
 
@@ -203,7 +182,7 @@ class Job:
         return lines
 
 
-def plan(args: argparse.Namespace, tokens: list[str]) -> Job:
+def plan(args: Settings, tokens: list[str]) -> Job:
     """The job for these arguments; nothing is submitted or written."""
     from benchmark.results import store
 
@@ -292,7 +271,7 @@ def describe(job: Job, as_json: bool) -> str:
 
 
 def launch(
-    args: argparse.Namespace, tokens: list[str], say: Callable[[str], None], main: Callable[[list[str]], int]
+    args: Settings, tokens: list[str], say: Callable[[str], None], main: Callable[[list[str]], int]
 ) -> int:
     """Submit (or with --dry-run, describe) the job, whose tasks each call `main(["run", ...])`; a local one
     is waited for. Returns an exit status."""

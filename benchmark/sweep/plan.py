@@ -17,7 +17,7 @@ from benchmark.weights import backbone as backbones
 
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
-    """What the user asked for, before expansion into cells: built once (`cli.run.spec_from_args`), never changed."""
+    """What the user asked for, before expansion into cells: built once (`cli.experiment.sweep_spec`), never changed."""
 
     strategies: list[str]
     dataset: str
@@ -84,6 +84,24 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
 def _not_in_sweep(name: str, chosen: list[str]) -> None:
     strategy_class(name)  # an unknown name gets the registry's error
     raise UsageError(f"--set names strategy '{name}', which is not in --strategies ({', '.join(chosen)})")
+
+
+def check(cells: list[RunConfig]) -> None:
+    """Bad options in any cell are a UsageError before anything runs. Each distinct model and strategy
+    setting is planned once: the seeds of a cell share it, and only a dry run needs every cell's plan."""
+    seen = set()
+    for cell in cells:
+        setting = (
+            cell.strategy,
+            repr(cell.options),
+            cell.model,
+            cell.model_args,
+            cell.img_size,
+            cell.dataset,
+        )
+        if setting not in seen:
+            seen.add(setting)
+            plan(cell)
 
 
 def plan(cell: RunConfig) -> dict[str, Any]:

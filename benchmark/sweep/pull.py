@@ -39,32 +39,20 @@ def execute(
     progress: Progress,
     options: engine.ExecuteOptions,
     tags: Tags = None,
+    wait: bool = False,
 ) -> engine.SweepResult:
-    """engine.execute, then again over the cells others held, while the last pass ran something."""
-    total = last = engine.execute(cells, device, dist, progress, options, tags)
-    while last.left and sum(last.statuses.values()) and not last.statuses[Status.CANCELLED]:
-        last = engine.execute(_only(cells, last.left), device, dist, progress, options, tags)
-        total = _then(total, last)
-    return total
-
-
-def wait_for(
-    cells: list[RunConfig],
-    device: torch.device,
-    dist: Dist,
-    progress: Progress,
-    options: engine.ExecuteOptions,
-    tags: Tags = None,
-) -> engine.SweepResult:
-    """engine.execute, then, until no cell is held by another process, wait and run what is left."""
-    poll_seconds = POLL_SECONDS
+    """engine.execute, then again over the cells others held: while the last pass ran something, or with
+    `wait` (search points, which the final stage needs), until no cell is held, looking every POLL_SECONDS."""
     total = last = engine.execute(cells, device, dist, progress, options, tags)
     while last.left and not last.statuses[Status.CANCELLED]:
-        progress(
-            f"waiting for {len(last.left)} search run(s) that other workers hold "
-            f"(looking again every {poll_seconds:g} s)"
-        )
-        time.sleep(poll_seconds)
+        if wait:
+            progress(
+                f"waiting for {len(last.left)} search run(s) that other workers hold "
+                f"(looking again every {POLL_SECONDS:g} s)"
+            )
+            time.sleep(POLL_SECONDS)
+        elif not sum(last.statuses.values()):
+            break  # the cells left are held by live workers: this one leaves
         last = engine.execute(_only(cells, last.left), device, dist, progress, options, tags)
         total = _then(total, last)
     return total

@@ -12,6 +12,7 @@ a kill, or a shard started after the others, continues where things stand.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -304,7 +305,7 @@ def execute(spec, cells: list[RunConfig], device, dist, log: Progress, options):
     tuned = tuned_sweep(spec)
     if tuned is None:
         return run_cells(cells, device, dist, log, options)
-    search_stage = pull.wait_for if options.pull else engine.execute
+    search_stage = functools.partial(pull.execute, wait=True) if options.pull else engine.execute
     result = search_stage(cells, device, dist, log, options, tuned.search_tags())
     if result.statuses[Status.CANCELLED]:
         return result
