@@ -1,4 +1,4 @@
-"""Test helpers: a tiny ViT, its command-line flags, and the CLI in a subprocess or in-process."""
+"""Test helpers: a tiny ViT, its command-line flags, the CLI in a subprocess or in-process, and planted files."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import contextlib
 import io
 import os
 import signal
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +138,14 @@ SWEEP = [
     "--seeds",
     "0,1",
 ]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels and holds none: Pillow reads the header, then refuses
+    the size before decoding anything."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")

@@ -6,8 +6,6 @@ in an empty folder (plus the files its setup writes), offline.
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,17 +20,6 @@ RUN = ["run", "--dataset", "synthetic", *TINY_ARGS, "--strategies", "linear", "-
 RUN += ["--epochs", "1", "--device", "cpu", "--results-dir", "results"]
 SPEED = ["speed", "--strategies", "linear", *TINY_ARGS, "--device", "cpu", "--steps", "1"]
 INSPECT = ["inspect", "--model", "vit_tiny_patch16_224", "--weights", "none"]
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares width x height grey pixels and holds none: Pillow reads the header, then refuses
-    the size before decoding anything."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
 
 
 def yaml_file(text: str | bytes) -> Callable[[Path], None]:

@@ -4,6 +4,7 @@ functions small enough to read. Read from the source, nothing imported."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.helpers import ROOT
@@ -93,3 +94,9 @@ def test_modules_and_functions_fit_on_a_few_screens():
                     long_functions.append(f"{module}.{node.name}: {length} lines")
     assert not long_modules, long_modules
     assert not long_functions, long_functions
+
+
+def test_every_test_file_is_in_the_index():
+    """tests/README.md says where each behaviour is tested; a new test file goes there too."""
+    listed = set(re.findall(r"`(test_\w+\.py)`", (ROOT / "tests" / "README.md").read_text(encoding="utf-8")))
+    assert listed == {path.name for path in (ROOT / "tests").glob("test_*.py")}

@@ -15,8 +15,7 @@ import torch
 from benchmark import cli
 from benchmark.results import store
 from tests.cifar_layout import write_archive
-from tests.helpers import TINY_ARGS, tiny_run
-from tests.test_bad_input import png_header
+from tests.helpers import TINY_ARGS, png_header, tiny_run
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("test_planted_files")

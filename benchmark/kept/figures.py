@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from benchmark.results.store import write_file
+
 WRONG = "#c0392b"  # red: a wrong prediction
 DPI = 130  # as the report's figures (benchmark/report/plots.py)
 
@@ -158,6 +160,4 @@ def predictions_figure(
 
 
 def save(fig: Figure, path: Path) -> Path:
-    from benchmark.results.store import write_file
-
     return write_file(path, lambda file: fig.savefig(file, format="png", dpi=DPI, bbox_inches="tight"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from benchmark.config import RunConfig, make_options
 from benchmark.errors import UsageError
+from benchmark.results import store
 from benchmark.train.prepare import prepare_model
 from benchmark.train.runner import Outcome
 from benchmark.train.step import seed_everything
@@ -18,8 +19,6 @@ def save(cell: RunConfig, outcome: Outcome, run_id: str) -> Path:
     """The validation-selected model's trained state (adapter and head, or everything, with the trained part's
     buffers) and what is needed to rebuild the model."""
     from safetensors.torch import save
-
-    from benchmark.results import store
 
     path = store.weights_path(cell.results_dir, run_id)
     tensors = {name: tensor.contiguous() for name, tensor in outcome.final_state.items()}

@@ -15,7 +15,7 @@ import pandas as pd
 from rich.console import Console
 
 from benchmark.errors import UsageError
-from benchmark.report import cells, tables
+from benchmark.report import cells, data_efficiency, plots, search_figure, tables
 from benchmark.report.text_table import TextTable
 from benchmark.results import identity, store
 
@@ -270,8 +270,6 @@ def _runs_report(
     runs: pd.DataFrame, read: dict, out: Path, console: Console, reference: str
 ) -> tuple[str, list[Path]]:
     """summary.csv, the tables (terminal, summary.md, summary.tex) and the plots of the runs."""
-    from benchmark.report import data_efficiency, plots
-
     table = tables.with_reference(aggregate(runs), cells.seed_outcomes(runs), reference)
     summary = table.drop(columns=["cell_hash"])
     store.write_file(out / "summary.csv", lambda file: summary.to_csv(file, index=False))
@@ -302,8 +300,6 @@ INSPECTION_FIGURES = {
 
 def _tuned_report(runs: pd.DataFrame, out: Path, console: Console, written: list[Path]) -> tuple[str, str]:
     """The tuned sweep's table (terminal; markdown and LaTeX returned) and search plots; "" without one."""
-    from benchmark.report import search_figure
-
     table = tuned(runs)
     if table.empty:
         return "", ""

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 import strategies  # noqa: E402
+from benchmark.results.store import write_file
 from strategies.base import FAMILIES  # noqa: E402
 
 LOG_AXES = ("lr", "weight_decay")  # searched on a log grid, so plotted on a log axis
@@ -36,8 +37,6 @@ def slug(text: str) -> str:
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
-    from benchmark.results.store import write_file
-
     try:
         write_file(path, lambda file: fig.savefig(file, format="png", dpi=130, bbox_inches="tight"))
     finally:

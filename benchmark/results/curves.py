@@ -167,7 +167,7 @@ def mlflow_uri(results_dir: Path) -> str:
 
 
 def tb_folder(results_dir: Path, run_id: str) -> Path:
-    from benchmark.results import store
+    from benchmark.results import store  # pandas: not on the path of `--help` and usage errors
 
     return store.curves_path(results_dir, run_id)
 
@@ -280,7 +280,7 @@ class MLflow:
 
 def describe(options: LogOptions, results_dir: Path) -> str:
     """Where this sweep's curves go, in one line ("" when nowhere)."""
-    from benchmark.results import store
+    from benchmark.results import store  # pandas: not on the path of `--help` and usage errors
 
     where = {
         "tensorboard": f"tensorboard --logdir {store.curves_path(results_dir)}",

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.paths import PROJECT
+from benchmark.provenance import provenance
 from benchmark.results.code_equivalents import EQUIVALENT
 
 # The benchmark modules that decide the trained numbers of every strategy, and why. Left out: measure
@@ -159,8 +160,6 @@ def libraries(row: pd.Series | dict) -> str:
 
 
 def current_libraries() -> str:
-    from benchmark.provenance import provenance
-
     return libraries(provenance())
 
 
@@ -179,8 +178,6 @@ def why_stale(row: pd.Series | dict, strategy: str) -> str | None:
 
 
 def _current_versions() -> dict[str, str]:
-    from benchmark.provenance import provenance
-
     return {name: provenance()[f"{name}_version"] for name in LIBRARIES}
 
 

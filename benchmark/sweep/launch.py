@@ -184,7 +184,7 @@ class Job:
 
 def plan(args: Settings, tokens: list[str]) -> Job:
     """The job for these arguments; nothing is submitted or written."""
-    from benchmark.results import store
+    from benchmark.results import store  # pandas: not on the path of `--help` and usage errors
 
     folder = store.launcher_path(args.results_dir)
     job = Job(args.launcher, _workers(args), {}, folder, str(Path.cwd()), task_tokens(tokens))
@@ -279,7 +279,7 @@ def launch(
     if args.dry_run:
         print(describe(job, args.json))
         return 0
-    from benchmark.results import store
+    from benchmark.results import store  # pandas: not on the path of `--help` and usage errors
 
     store.check_writable(args.results_dir)
     if job.executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):

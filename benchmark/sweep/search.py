@@ -34,6 +34,7 @@ from benchmark.parsing import parse_value
 from benchmark.results import store
 from benchmark.results.selection import DONE, choose, grid
 from benchmark.results.status import Status
+from benchmark.sweep import engine, plan, pull
 from benchmark.sweep.progress import Progress
 
 DEFAULT = "default"  # `--search default`: each strategy's own `search_space()`
@@ -269,8 +270,6 @@ def read_runs(results_dir: Path) -> pd.DataFrame:
 
 def tuned_sweep(spec) -> TunedSweep | None:
     """A `--search` sweep's two stages (a sweep.SweepSpec in), or None for a plain sweep."""
-    from benchmark.sweep import plan
-
     if not spec.search:
         return None
     check(spec.search, spec.strategies, spec.train_flags, spec.overrides)
@@ -281,8 +280,6 @@ def tuned_sweep(spec) -> TunedSweep | None:
 
 def first_stage(spec) -> list[RunConfig]:
     """This shard's cells to run first: a tuned sweep's search share, else every cell (plan.expand)."""
-    from benchmark.sweep import plan
-
     tuned = tuned_sweep(spec)
     return tuned.search_share() if tuned else plan.expand(spec)
 
@@ -299,8 +296,6 @@ def execute(spec, cells: list[RunConfig], device, dist, log: Progress, options):
 
     A launcher's worker (`options.pull`) pulls cells, and waits for search points that other workers
     hold before it decides the final stage (pull.py)."""
-    from benchmark.sweep import engine, pull
-
     run_cells = pull.execute if options.pull else engine.execute
     tuned = tuned_sweep(spec)
     if tuned is None:

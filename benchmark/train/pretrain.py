@@ -26,6 +26,7 @@ from torch import nn
 
 from benchmark.data import glyphs
 from benchmark.data.batches import to_model_input
+from benchmark.provenance import device_name, provenance
 from benchmark.train.step import lr_factor
 from benchmark.weights.backbone import file_sha256
 
@@ -163,8 +164,6 @@ def describe_data() -> dict[str, Any]:
 
 def save(result: Pretrained, recipe: Recipe, path: Path, command: str) -> dict[str, Any]:
     """The weights as safetensors at `path` and a JSON of how they were made beside it (same stem)."""
-    from benchmark.provenance import device_name, provenance
-
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().contiguous() for key, value in result.model.state_dict().items()}
     save_file(state, str(path), metadata={"format": "pt"})

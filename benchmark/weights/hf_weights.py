@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import UsageError
+from benchmark.weights import hub
 
 # The file names `save_pretrained` writes, in the order they are preferred.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -164,8 +165,6 @@ def download(spec: str) -> Path:
     huggingface_hub caches in ~/.cache/huggingface and honours HF_HUB_OFFLINE=1 (cache only); without a
     network, only the cache is asked too (benchmark.weights.hub).
     """
-    from benchmark.weights import hub
-
     repo, revision = parse_hub_spec(spec)
     with hub.cache_only_unless_reachable() as offline:
         return _download(repo, revision, offline)
@@ -173,8 +172,6 @@ def download(spec: str) -> Path:
 
 def _download(repo: str, revision: str | None, offline: bool) -> Path:
     from huggingface_hub import snapshot_download
-
-    from benchmark.weights import hub
 
     for name in WEIGHT_FILES:
         try:
