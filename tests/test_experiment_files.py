@@ -189,7 +189,7 @@ def test_equal_budget_gives_every_strategy_the_same_budget(workdir):
     args = build_parser().parse_args(argv)
     sweeps = sweeps_of(argv, args)
     assert [sweep.experiment.dataset for sweep in sweeps] == ["cifar10", "cifar100"]
-    cells = search.first_stage(sweep_spec(sweeps[0].experiment))
+    cells = search.stages(sweep_spec(sweeps[0].experiment)).first
     assert {cell.strategy for cell in cells} == set(strategies.names())
     # epochs and warmup_epochs are each strategy's default and unused: `steps` replaces them
     unused = {"lr", "epochs", "warmup_epochs"}

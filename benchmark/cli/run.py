@@ -34,31 +34,31 @@ def command_run(runs: list[experiment_file.Sweep], main: Callable[[list[str]], i
     )
     if args.launcher and not launch.inside_task():  # submit workers that each run this command
         for spec in [sweep_spec(each.experiment) for each in runs]:
-            first = search.first_stage(spec)
+            first = search.stages(spec).first
             plan.check(first)  # bad input fails here, not in every task
             engine.refuse_stale(first, engine.ExecuteOptions(force=args.force, stale=args.stale))
         return launch.launch(args, runs[0].command, lambda text: console.print(text, markup=False), main)
     device = resolve_device(args.device)
     specs = [sweep_spec(each.experiment, device) for each in runs]
-    cells = [search.first_stage(spec) for spec in specs]  # plan.expand, or a tuned sweep's search
+    stages = [search.stages(spec) for spec in specs]  # built once: plan.expand, or a tuned sweep's search
     if args.dry_run:
-        _print_plans([[plan.plan(cell) for cell in each] for each in cells], specs, as_json=args.json)
-        for spec in specs:
-            if spec.search and not args.json:
-                console.print(search.describe(spec), markup=False)
+        _print_plans([[plan.plan(cell) for cell in each.first] for each in stages], specs, as_json=args.json)
+        for each in stages:
+            if each.tuned and not args.json:
+                console.print(each.describe(), markup=False)
         return 0
     if args.json:
         raise UsageError("--json goes with --dry-run")
-    for each in cells:
-        plan.check(each)  # bad options: one line before anything is written
-    for each in cells:  # results of other code or libraries: refused before anything is written
-        engine.refuse_stale(each, engine.ExecuteOptions(force=args.force, stale=args.stale))
+    for each in stages:
+        plan.check(each.first)  # bad options: one line before anything is written
+    for each in stages:  # results of other code or libraries: refused before anything is written
+        engine.refuse_stale(each.first, engine.ExecuteOptions(force=args.force, stale=args.stale))
     store.check_writable(args.results_dir)
-    return _execute(args, list(zip(runs, specs, cells, strict=True)), device, log_options)
+    return _execute(args, list(zip(runs, specs, stages, strict=True)), device, log_options)
 
 
 def _execute(args: Experiment, sweeps: list[tuple], device, log_options) -> int:
-    """Run each (experiment sweep, spec, first-stage cells) in turn; the worst exit status (130 stops)."""
+    """Run each (experiment sweep, spec, stages) in turn; the worst exit status (130 stops)."""
     import torch
 
     from benchmark.sweep import engine, progress, search
@@ -78,11 +78,11 @@ def _execute(args: Experiment, sweeps: list[tuple], device, log_options) -> int:
             log=log_options,
             pull=launch.inside_task(),  # a launcher's worker takes the next unclaimed cell (pull.py)
         )
-        for each, spec, its_cells in sweeps:
-            hashes = [cell.config_hash for cell in its_cells]
+        for each, spec, its_stages in sweeps:
+            hashes = [cell.config_hash for cell in its_stages.first]
             recorded = experiment_file.recorded(each, spec.results_dir, hashes)
             with recorded if dist.is_main else nullcontext() as path:
-                result = search.execute(spec, its_cells, device, dist, log, options)  # in stages if tuned
+                result = search.execute(spec, its_stages, device, dist, log, options)  # in stages if tuned
             counts = (
                 ", ".join(f"{n} {status}" for status, n in sorted(result.statuses.items())) or "nothing run"
             )

@@ -278,30 +278,37 @@ def tuned_sweep(spec) -> TunedSweep | None:
     return TunedSweep(groups, spec.seeds, spec.shard)
 
 
-def first_stage(spec) -> list[RunConfig]:
-    """This shard's cells to run first: a tuned sweep's search share, else every cell (plan.expand)."""
+@dataclasses.dataclass(frozen=True)
+class Stages:
+    """A sweep's cells, built once: the first stage (every cell of a plain sweep, or this shard's share of a
+    tuned sweep's search) and, for a tuned sweep, the search that decides its final stage."""
+
+    first: list[RunConfig]
+    tuned: TunedSweep | None
+
+    def describe(self) -> str:
+        """What a dry run says about the stages ("" for a plain sweep)."""
+        return self.tuned.describe() if self.tuned else ""
+
+
+def stages(spec) -> Stages:
+    """The sweep's stages (a sweep.SweepSpec in): plan.expand's cells, or a tuned sweep's search first."""
     tuned = tuned_sweep(spec)
-    return tuned.search_share() if tuned else plan.expand(spec)
+    return Stages(tuned.search_share() if tuned else plan.expand(spec), tuned)
 
 
-def describe(spec) -> str:
-    """What a dry run says about the stages ("" for a plain sweep)."""
-    tuned = tuned_sweep(spec)
-    return tuned.describe() if tuned else ""
-
-
-def execute(spec, cells: list[RunConfig], device, dist, log: Progress, options):
-    """Run a sweep as engine.execute does; a tuned one in both stages: `cells` (from first_stage) first,
-    then whatever of the final stage the rows on disk allow. Returns a sweep.SweepResult.
+def execute(spec, stages: Stages, device, dist, log: Progress, options):
+    """Run a sweep as engine.execute does; a tuned one in both stages: the search first, then whatever of
+    the final stage the rows on disk allow. Returns a sweep.SweepResult.
 
     A launcher's worker (`options.pull`) pulls cells, and waits for search points that other workers
     hold before it decides the final stage (pull.py)."""
     run_cells = pull.execute if options.pull else engine.execute
-    tuned = tuned_sweep(spec)
+    tuned = stages.tuned
     if tuned is None:
-        return run_cells(cells, device, dist, log, options)
+        return run_cells(stages.first, device, dist, log, options)
     search_stage = functools.partial(pull.execute, wait=True) if options.pull else engine.execute
-    result = search_stage(cells, device, dist, log, options, tuned.search_tags())
+    result = search_stage(stages.first, device, dist, log, options, tuned.search_tags())
     if result.statuses[Status.CANCELLED]:
         return result
     final, tags = final_stage(tuned, spec.results_dir, dist.is_main, dist.broadcast, log)
