@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 from benchmark import cli
-from benchmark.report import build, statistics
-from benchmark.results import store
+from benchmark.report import build, search_figure, statistics
+from benchmark.results import identity, store
 from tests.helpers import TINY_ARGS
 
 # Its module fixtures are computed once: every test of this file runs on one pytest-xdist worker.
@@ -131,6 +133,34 @@ def test_shards_then_rerun_give_the_same_table_without_duplicates(tuned, tmp_pat
         reference[columns].sort_values("config_hash").to_numpy().tolist()
     )
     assert _final_table(results) == _final_table(tuned)
+
+
+def _copies(runs: pd.DataFrame, started: str, **values: object) -> pd.DataFrame:
+    """The rows as other cells' runs started on `started` (run ids start with the time) would have written
+    them (a cell's later row supersedes its earlier one, so each copy is a cell of its own)."""
+    hashes = started + runs["config_hash"].str[8:]
+    return runs.assign(run_id=started + runs["run_id"].str[8:], config_hash=hashes, **values)
+
+
+def test_tuned_tables_never_mix_library_or_code_versions(tuned, tmp_path):
+    """Rows of another torch minor form a tuned table and a search figure of their own; search rows of an
+    older code version are never chosen from, however good their validation accuracy."""
+    results = shutil.copytree(tuned, tmp_path / "results")
+    runs = store.read(tuned, "runs")
+    other_torch = _copies(runs, "29991231", torch_version="1.13.1", test_top1=0.01)
+    searched = runs[runs["stage"] == "search"]
+    older = _copies(searched, "20000101", code_version="000000000000", best_val_top1=1.0)
+    older = older.assign(search_point=searched["search_point"].iloc[::-1].to_numpy())  # the other lr wins
+    for _, row in pd.concat([other_torch, older]).iterrows():
+        store.write_atomic(row.to_frame().T.infer_objects(), store.run_path(results, row["run_id"]), "runs")
+    separated = identity.separate(store.read(results, "runs"))
+    tables = build.tuned_tables(build.tuned(separated))
+    now = identity.major_minor(torch.__version__)
+    assert [table.title.split(" · ")[2].split(",")[0] for table in tables] == ["torch 1.13", f"torch {now}"]
+    assert tables[1].rows == _final_table(tuned)[0]  # as if the other rows were not there
+    assert {row[-1].split(" ")[0] for row in tables[0].rows} == {"1.00"}  # test top-1 1% in every seed
+    figures = search_figure.render_search(build.search_points(separated), tmp_path / "report")
+    assert len(figures) == 2 and all(path.exists() for path in figures)
 
 
 def _final_table(results: Path) -> list[list[str]]:

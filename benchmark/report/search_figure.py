@@ -31,17 +31,19 @@ def _search_panel(ax: plt.Axes, points: pd.DataFrame, key: str) -> None:
 
 
 def render_search(points: pd.DataFrame, out: Path) -> list[Path]:
-    """`<dataset>__<model>__search.png`: one panel per searched key, one line per strategy."""
+    """`<dataset>__<model>[__<libraries>]__search.png`: one panel per searched key, one line per strategy."""
     written = []
     if points.empty:
         return written
     numeric = points[pd.to_numeric(points["value"], errors="coerce").notna()]
-    for (dataset, model), group in numeric.groupby(["dataset", "model"], sort=False):
+    for (dataset, model, libraries), group in numeric.groupby(["dataset", "model", "libraries"], sort=False):
         keys = list(dict.fromkeys(group["key"]))
         fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
         for ax, key in zip(axes[0], keys, strict=True):
             _search_panel(ax, group[group["key"] == key].astype({"value": float}), key)
         axes[0][-1].legend(fontsize=8, loc="best")
-        fig.suptitle(f"Validation top-1 over the search (chosen point ringed) — {dataset} · {model}")
-        written.append(save(fig, out / f"{_slug(dataset)}__{_slug(model)}__search.png"))
+        of = f" · {libraries}" if libraries else ""  # one figure per library identity, never mixed
+        fig.suptitle(f"Validation top-1 over the search (chosen point ringed) — {dataset} · {model}{of}")
+        name = "__".join(_slug(part) for part in (dataset, model, libraries) if part)
+        written.append(save(fig, out / f"{name}__search.png"))
     return written

@@ -242,6 +242,7 @@ def _tuned_group(rows: pd.DataFrame) -> dict:
     return {
         "dataset": first["dataset"],
         "model": first["model"],
+        "libraries": first["libraries"],
         "strategy": first["strategy"],
         "chosen": _point_text(chosen) if chosen else "-",
         "points": f"{done}/{len(points)}",
@@ -260,17 +261,27 @@ def _point_text(point: str) -> str:
     return ", ".join(f"{key}={short(value)}" for key, value in json.loads(point).items())
 
 
+def _current(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows a tuned sweep's choice may use: not those of an older code version of their strategy (the
+    summary lists those under "Not selected"), with `libraries` (identity.separate's; "" where the results
+    hold one library identity) so that no choice and no mean mixes torch, timm or peft versions."""
+    if "older_code" in runs:
+        runs = runs[~runs["older_code"]]
+    return runs if "libraries" in runs else runs.assign(libraries="")
+
+
 def tuned(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per strategy of a tuned sweep (per dataset, model and search space); empty without one."""
+    """One row per strategy of a tuned sweep (per dataset, model, library identity and search space); empty
+    without one."""
     if "stage" not in runs:
         return pd.DataFrame()
-    mine = runs[runs["stage"].isin(TUNED_STAGES) & runs["search_space"].notna()]
+    mine = _current(runs[runs["stage"].isin(TUNED_STAGES) & runs["search_space"].notna()])
     if mine.empty:
         return pd.DataFrame()
-    keys = ["dataset", "model", "strategy", "search_space"]
+    keys = ["dataset", "model", "libraries", "strategy", "search_space"]
     table = pd.DataFrame([_tuned_group(rows) for _, rows in mine.groupby(keys, sort=False)])
     # A fixed order, whatever order the runs finished in (shards, resumes).
-    return table.sort_values(["dataset", "model", "strategy"], ignore_index=True, kind="stable")
+    return table.sort_values(["dataset", "model", "libraries", "strategy"], ignore_index=True, kind="stable")
 
 
 TUNED_HEADERS = ["strategy", "chosen", "points searched", "val top-1 % ↑", "seeds", "test top-1 % ↑"]
@@ -280,7 +291,7 @@ def tuned_tables(table: pd.DataFrame) -> list[TextTable]:
     """The final table per dataset and model. Bold: the best validation top-1 at the choice (one seed each,
     like with like), and in test top-1 the best and every strategy not significantly worse (as the summary)."""
     tables = []
-    for (dataset, model), group in table.groupby(["dataset", "model"], sort=False):
+    for (dataset, model, libraries), group in table.groupby(["dataset", "model", "libraries"], sort=False):
         rows, bold = [], set()
         best = group["val_top1"].max()
         not_worse = statistics.not_worse(dict(enumerate(group["test_values"])))
@@ -298,7 +309,8 @@ def tuned_tables(table: pd.DataFrame) -> list[TextTable]:
             "[bootstrap 95% CI] over the final seeds; bold: best validation at the choice; in test top-1, best "
             "and every strategy not significantly worse (paired t-test, Holm, α = 0.05)"
         )
-        tables.append(TextTable(f"Tuned: {dataset} · {model}", TUNED_HEADERS, rows, bold, caption))
+        title = f"Tuned: {dataset} · {model}" + (f" · {libraries}" if libraries else "")
+        tables.append(TextTable(title, TUNED_HEADERS, rows, bold, caption))
     return tables
 
 
@@ -315,15 +327,18 @@ def tuned_latex(tables: list[TextTable]) -> str:
 
 
 def search_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every successful search row as (dataset, model, strategy, key, value, val_top1 %, chosen) per axis."""
+    """Every successful search row of current code as (dataset, model, libraries, strategy, key, value,
+    val_top1 %, chosen) per axis."""
     if "stage" not in runs:
         return pd.DataFrame()
-    rows = runs[(runs["stage"] == "search") & (runs["status"] == Status.OK)].drop_duplicates("config_hash")
+    rows = _current(runs[(runs["stage"] == "search") & (runs["status"] == Status.OK)])
+    rows = rows.drop_duplicates(["config_hash", "libraries"])
     return pd.DataFrame(
         [
             {
                 "dataset": row["dataset"],
                 "model": row["model"],
+                "libraries": row["libraries"],
                 "strategy": row["strategy"],
                 "key": key,
                 "value": value,

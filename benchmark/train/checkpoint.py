@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from benchmark.errors import DiskFull, Diverged
-from benchmark.results import identity as identities
-from benchmark.results.store import write_file
 from benchmark.train.metrics import Tally
 from benchmark.train.prepare import Prepared
+
+# Imports inside functions stay there: this is a training module, whose code version (results/identity.py)
+# hashes its syntax tree, so moving an import would mark every stored result as stale for no change.
 
 
 @dataclasses.dataclass
@@ -42,6 +42,8 @@ class Progress:
 def save(path: Path, config_hash: str, prepared: Prepared, optimizer, scheduler, progress: Progress) -> None:
     """Plain tensors and builtins only, so that `load` can refuse anything else; written like every file
     (temporary name, fsync, rename)."""
+    from benchmark.results.store import write_file
+
     state = {
         "config_hash": config_hash,
         "identity": identity(prepared),
@@ -103,6 +105,8 @@ def load(
 
 def identity(prepared: Prepared) -> str:
     """The code version and library major.minor a checkpoint is written under (benchmark/results/identity.py)."""
+    from benchmark.results import identity as identities
+
     strategy = prepared.strategy.name
     return f"code {identities.code_version(strategy)}, {identities.current_libraries()}"
 
@@ -155,6 +159,8 @@ def resumed(path: Path, progress: Progress) -> Iterator[None]:
     `<name>.unresumable` and the error, re-raised as ResumeFailed, says so; the cell's row records it as
     failed and a rerun (with or without --force) starts fresh instead of failing the same way forever.
     Divergence and a full disk are answers of their own and pass through unchanged."""
+    from benchmark.errors import DiskFull, Diverged
+
     try:
         yield
     except (Diverged, DiskFull):

@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from benchmark.errors import UsageError
-from benchmark.weights import hub
+
+# Imports inside functions stay there: this is a training module, whose code version (results/identity.py)
+# hashes its syntax tree, so moving an import would mark every stored result as stale for no change.
 
 # The file names `save_pretrained` writes, in the order they are preferred.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -165,6 +167,8 @@ def download(spec: str) -> Path:
     huggingface_hub caches in ~/.cache/huggingface and honours HF_HUB_OFFLINE=1 (cache only); without a
     network, only the cache is asked too (benchmark.weights.hub).
     """
+    from benchmark.weights import hub
+
     repo, revision = parse_hub_spec(spec)
     with hub.cache_only_unless_reachable() as offline:
         return _download(repo, revision, offline)
@@ -172,6 +176,8 @@ def download(spec: str) -> Path:
 
 def _download(repo: str, revision: str | None, offline: bool) -> Path:
     from huggingface_hub import snapshot_download
+
+    from benchmark.weights import hub
 
     for name in WEIGHT_FILES:
         try:
