@@ -159,6 +159,58 @@ def test_resolved_config_is_stored_and_reruns_the_same_cell(workdir, capsys):
     assert [cell["config_hash"] for cell in again] == list(row["config_hash"])
 
 
+# A results folder names each sweep's stored configuration by its hash (RESULTS_DIR/experiments/<hash>.yaml):
+# these are the texts and hashes that commit 67cded5 (before the typed Experiment) stored for this file and
+# command line, so that a folder written then is recognised now.
+STORED_BEFORE = {
+    "file": """strategies: [lora, linear]
+datasets: [synthetic, digits]
+model: vit_tiny_patch16_224
+img_size: 32
+model_arg: {patch_size: 8, depth: 2, embed_dim: 32, num_heads: 2}
+no_pretrained: true
+epochs: 1
+lr: 3e-4
+augment: false
+set: {lora: {r: 4, lr: 0.002}}
+search: {weight_decay: [0, 1e-4]}
+seeds: [0, 1]
+device: cpu
+""",
+    "flags": ["--set", "lora.r=2", "--seeds", "3", "--keep-weights", "--force"],
+    "hashes": ["4044422ff7d3e3fe", "740bdea5c158ddbd"],
+    "first": {
+        "augment": False,
+        "data_dir": "data",
+        "dataset": "synthetic",
+        "device": "cpu",
+        "epochs": 1,
+        "img_size": 32,
+        "keep_weights": True,
+        "lr": 0.0003,
+        "model": "vit_tiny_patch16_224",
+        "model_arg": {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 8},
+        "no_pretrained": True,
+        "precision": "auto",
+        "results_dir": "results",
+        "search": {"weight_decay": [0, 0.0001]},
+        "seeds": "3",
+        "set": {"lora": {"lr": 0.002, "r": 2}},
+        "strategies": "lora,linear",
+        "weights": "hub",
+    },
+}
+
+
+def test_the_stored_configuration_is_what_earlier_versions_stored(workdir):
+    config = write(workdir / "e.yaml", STORED_BEFORE["file"])
+    argv = ["run", "--config", str(config), *STORED_BEFORE["flags"]]
+    sweeps = sweeps_of(argv, build_parser().parse_args(argv))
+    assert [experiment_file.config_hash(sweep.resolved) for sweep in sweeps] == STORED_BEFORE["hashes"]
+    assert sweeps[0].resolved == STORED_BEFORE["first"]
+    assert yaml.safe_load(experiment_file.to_yaml(sweeps[0].resolved, "header")) == STORED_BEFORE["first"]
+
+
 @pytest.mark.parametrize("path", PROTOCOLS, ids=[path.stem for path in PROTOCOLS])
 def test_protocol_dry_runs_offline(workdir, capsys, path):
     assert set(yaml_file.load(path)) <= set(experiment_file.valid_keys())

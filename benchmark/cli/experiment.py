@@ -27,9 +27,10 @@ GPU_EVAL_BATCH, CPU_EVAL_BATCH = 512, 64  # images per evaluation (and trunk-cac
 
 
 def setting(default: Any, help: str, **flag: Any) -> Any:
-    """A field of `Experiment` and its flag. `flag` may hold `choices`, `metavar`, `speed=True` (`speed`
-    has the flag too), `in_file=False` (run control: never read from a file) and `stored=False` (how this
-    invocation runs, not what it runs: left out of the stored configuration)."""
+    """A field of `Experiment` and its flag. `flag` may hold `choices`, `metavar`, `pairs=True` (a
+    repeatable KEY=VALUE flag: a mapping in a file), `speed=True` (`speed` has the flag too),
+    `in_file=False` (run control: never read from a file) and `stored=False` (how this invocation runs,
+    not what it runs: left out of the stored configuration)."""
     metadata = {"help": help, "speed": False, "in_file": True, "stored": True} | flag
     if isinstance(default, list):  # repeatable KEY=VALUE flags start empty
         return dataclasses.field(default_factory=list, metadata=metadata)
@@ -43,9 +44,13 @@ class Experiment:
 
     # Shared with `speed`
     strategies: str = setting("all", "comma-separated names, or 'all' (default)", speed=True)
-    model: str = setting(DEFAULT_MODEL, f"a timm model name (default {DEFAULT_MODEL})", speed=True)
+    model: str = setting(DEFAULT_MODEL, "a timm model name (default {default})", speed=True)
     model_arg: list[str] = setting(
-        [], "passed to timm.create_model, e.g. depth=4; repeatable", metavar="KEY=VALUE", speed=True
+        [],
+        "passed to timm.create_model, e.g. depth=4; repeatable",
+        metavar="KEY=VALUE",
+        pairs=True,
+        speed=True,
     )
     img_size: int | None = setting(None, "input resolution in pixels (default: the model's)", speed=True)
     device: str = setting("auto", "auto (default), cpu, cuda or cuda:N", speed=True)
@@ -73,6 +78,7 @@ class Experiment:
         [],
         "a strategy's option or training hyper-parameter, e.g. lora.r=16; repeatable",
         metavar="STRATEGY.KEY=VALUE",
+        pairs=True,
     )
     # The TrainParams fields given (flags generated from TrainParams, see `keys`); the rest: each strategy's
     train: dict[str, Any] = dataclasses.field(default_factory=dict, metadata={"train": True})
@@ -87,6 +93,7 @@ class Experiment:
         "search this hyper-parameter or option (lr, weight_decay, lora.r, ...) on validation with the "
         "first seed, then run the best point with every seed; 'default': each strategy's own grid; repeatable",
         metavar="KEY=V1,V2,...",
+        pairs=True,
     )
     val_fraction: float | None = setting(None, "share of the training set held out for validation")
     data_dir: Path = setting(Path("data"), "dataset cache (default data)")
@@ -139,6 +146,7 @@ class Experiment:
         [],
         "any other sbatch option, e.g. account=myproj, qos=high, mem=64G; repeatable",
         metavar="KEY=VALUE",
+        pairs=True,
         stored=False,
     )
 
@@ -154,6 +162,7 @@ class Key:
     help: str
     choices: tuple | None = None
     metavar: str | None = None
+    pairs: bool = False  # a repeatable KEY=VALUE flag: a mapping in a file ({r: 16} for r=16)
     speed: bool = False
     in_file: bool = True
     stored: bool = True
@@ -217,7 +226,8 @@ def add_flags(parser: argparse.ArgumentParser, only_speed: bool = False, model: 
         if only_speed and not key.speed:
             continue
         default = model if only_speed and key.name == "model" and model else key.default
-        options: dict[str, Any] = {"help": key.help, "default": default if only_speed else argparse.SUPPRESS}
+        help = key.help.replace("{default}", str(default))  # the help of the default this parser has
+        options: dict[str, Any] = {"help": help, "default": default if only_speed else argparse.SUPPRESS}
         if key.kind == "flag":
             options["action"] = "store_true"
         elif key.kind == "switch":

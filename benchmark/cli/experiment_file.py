@@ -113,8 +113,7 @@ def _value(name: str, value: Any, key: Key) -> Any:
             raise UsageError(f"key '{name}' must be true or false; got {_shown(value)}")
         return value
     if key.kind == "append":
-        takes_pairs = "=" in (key.metavar or "")  # KEY=VALUE flags: --set, --model-arg, --search
-        if isinstance(value, dict) or (takes_pairs and not isinstance(value, (str, list))):
+        if isinstance(value, dict) or (key.pairs and not isinstance(value, (str, list))):
             return _pairs(name, value)
         # a word (`search: default`) or a list of them, each as it is
         return [_scalar(name, item, key) for item in (value if isinstance(value, list) else [value])]

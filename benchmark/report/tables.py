@@ -21,7 +21,7 @@ from scipy import stats
 from benchmark.report import statistics
 from benchmark.report.cells import BLOCK, chosen_point, per_seed, short
 from benchmark.report.text_table import TextTable
-from benchmark.results import selection
+from benchmark.results import identity, selection
 from benchmark.results.status import Status
 
 
@@ -265,9 +265,8 @@ def _current(runs: pd.DataFrame) -> pd.DataFrame:
     """The rows a tuned sweep's choice may use: not those of an older code version of their strategy (the
     summary lists those under "Not selected"), with `libraries` (identity.separate's; "" where the results
     hold one library identity) so that no choice and no mean mixes torch, timm or peft versions."""
-    if "older_code" in runs:
-        runs = runs[~runs["older_code"]]
-    return runs if "libraries" in runs else runs.assign(libraries="")
+    runs = identity.separate(runs)  # idempotent: the report has separated them already
+    return runs[~runs["older_code"]] if len(runs) else runs.assign(libraries="")
 
 
 def tuned(runs: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from benchmark.errors import UsageError
 from benchmark.parsing import key_values
@@ -38,8 +38,25 @@ LOCAL_TIMEOUT_MIN = 365 * 24 * 60
 MAX_REQUEUES = 20  # time-outs a task may be requeued after (pre-emptions do not count): workers resume
 JOB_NAME = "vitbench"
 ROOT = PROJECT  # holds benchmark/ and strategies/: the tasks import these
-# A run's settings: the command line's `cli.experiment.Experiment` (this layer does not import the command line)
-Settings = Any
+
+
+class Settings(Protocol):
+    """What the launcher reads of a run's settings (the command line's `cli.experiment.Experiment`, which
+    this layer does not import)."""
+
+    launcher: str | None
+    workers: int | None
+    slurm_partition: str | None
+    slurm_gpus: int | None
+    slurm_cpus: int | None
+    slurm_time: str | None
+    slurm_extra: list[str]
+    shard: str
+    force: bool
+    dry_run: bool
+    json: bool
+    device: str
+    results_dir: Path
 
 
 def inside_task() -> bool:
