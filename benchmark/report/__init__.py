@@ -3,3 +3,7 @@
 
 Imports root, `results` and `train` vocabulary; never `sweep` internals beyond the selection rule's users, never `cli`.
 """
+
+import matplotlib
+
+matplotlib.use("Agg")  # every figure of the report goes to a file: no display needed, none opened

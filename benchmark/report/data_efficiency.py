@@ -13,17 +13,11 @@ all succeed is left out rather than drawn from its survivors.
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from benchmark.report import (
-    cells,
-    statistics,  # noqa: E402
-)
-from benchmark.report.plots import strategy_style  # noqa: E402
+from benchmark.report import cells, statistics
+from benchmark.report.plots import strategy_style
 from benchmark.results.status import Status
 
 PANEL = ["dataset", "model"]  # one panel each: sizes of different datasets are not comparable

@@ -5,26 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only, no display needed
-
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-import strategies  # noqa: E402
-from benchmark.data.batches import steps_per_epoch  # noqa: E402
-from benchmark.report.cells import BLOCK  # noqa: E402
-from benchmark.report.class_figures import draw_class_figures  # noqa: E402
-from benchmark.report.style import MARKERS, save, strategy_style  # noqa: E402
+import strategies
+from benchmark.data.batches import steps_per_epoch
+from benchmark.report.cells import BLOCK
+from benchmark.report.class_figures import draw_class_figures
+from benchmark.report.style import MARKERS, save, strategy_style
 from benchmark.report.style import slug as _slug
-from benchmark.results import selection  # noqa: E402
+from benchmark.results import selection
 from benchmark.results.status import Status
-from strategies.base import FAMILIES  # noqa: E402
+from strategies.base import FAMILIES
 
 
 def _styles(table: pd.DataFrame) -> dict[str, dict]:
