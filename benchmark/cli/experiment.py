@@ -226,8 +226,8 @@ def add_flags(parser: argparse.ArgumentParser, only_speed: bool = False, model: 
         if only_speed and not key.speed:
             continue
         default = model if only_speed and key.name == "model" and model else key.default
-        help = key.help.replace("{default}", str(default))  # the help of the default this parser has
-        options: dict[str, Any] = {"help": help, "default": default if only_speed else argparse.SUPPRESS}
+        text = key.help.replace("{default}", str(default))  # names the default this parser has
+        options: dict[str, Any] = {"help": text, "default": default if only_speed else argparse.SUPPRESS}
         if key.kind == "flag":
             options["action"] = "store_true"
         elif key.kind == "switch":
