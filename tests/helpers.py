@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import timm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,16 @@ def _in(cwd: Path, environment: dict[str, str]) -> Iterator[None]:
                 del os.environ[key]
             else:
                 os.environ[key] = value
+
+
+def tiny_speed(tmp_path: Path, strategies: str, *extra: str) -> pd.DataFrame:
+    """`speed` on the tiny ViT (batch 4, 1 warm-up and 2 timed steps, CPU) in `tmp_path`: its rows by strategy."""
+    result = run_cli(
+        "speed", "--strategies", strategies, *TINY_ARGS, "--batch-size", "4", "--warmup-steps", "1",
+        "--steps", "2", "--device", "cpu", "--results-dir", "results", *extra, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return pd.read_parquet(tmp_path / "results" / "speed").set_index("strategy")
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

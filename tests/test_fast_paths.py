@@ -120,31 +120,10 @@ def test_config_hash_ignores_device_and_evaluation_batch_size():
 
 
 def test_speed_command_writes_rows_that_report_shows(tmp_path):
-    from tests.helpers import TINY_ARGS, run_cli
+    from tests.helpers import run_cli, tiny_speed
 
-    result = run_cli(
-        "speed",
-        "--strategies",
-        "full,linear",
-        *TINY_ARGS,
-        "--batch-size",
-        "4",
-        "--optimizer",
-        "sgd",  # no FLOPs in the optimiser (Muon's matrix products would count), so steps compare
-        "--warmup-steps",
-        "1",
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    import pandas as pd
-
-    rows = pd.read_parquet(tmp_path / "results" / "speed").set_index("strategy")
+    # sgd: no FLOPs in the optimiser (Muon's matrix products would count), so steps compare
+    rows = tiny_speed(tmp_path, "full,linear", "--optimizer", "sgd")
     assert set(rows["kind"]) == {"strategy", "bare_loop", "forward_only"}
     forward = rows.loc["forward only (no grad)", "step_gflops"]
     # A training step's backward costs two forwards; the linear probe's frozen trunk runs forward only.

@@ -9,7 +9,7 @@ import torch
 
 import strategies
 from benchmark.train.prepare import prepare_model
-from tests.helpers import TINY_ARGS, run_cli, tiny_vit
+from tests.helpers import run_cli, tiny_speed, tiny_vit
 
 # Methods whose published form merges into the weights (peft 0.21 merges them, RepAdapter reparameterises):
 # each must merge. Other strategies may merge too, and are checked the same way when they do.
@@ -52,25 +52,7 @@ def test_a_merged_model_computes_what_the_trained_model_computes(name):
 
 
 def test_speed_times_merged_inference_and_says_which_rows_merged(tmp_path):
-    result = run_cli(
-        "speed",
-        "--strategies",
-        "lora,repadapter,linear",
-        *TINY_ARGS,
-        "--batch-size",
-        "4",
-        "--warmup-steps",
-        "1",
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-        "--results-dir",
-        "results",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = pd.read_parquet(tmp_path / "results" / "speed").set_index("strategy")
+    rows = tiny_speed(tmp_path, "lora,repadapter,linear")
     strategy_rows = rows[rows["kind"] == "strategy"]
     assert strategy_rows["merged"].to_dict() == {"lora": True, "repadapter": True, "linear": False}
     assert (strategy_rows["inference_ms"] > 0).all()
