@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import typing
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ def _base(hint: Any) -> Any:
 def _field_key(field: dataclasses.Field, hint: Any) -> Key:
     base = _base(hint)
     kind = {bool: "flag", list: "append"}.get(base, "value")
-    default = [] if kind == "append" else field.default
+    default = () if kind == "append" else field.default  # a Key is shared (keys() is cached): nothing mutable
     return Key(field.name, kind, base, default, **field.metadata)
 
 
@@ -209,13 +210,14 @@ def _train_keys() -> list[Key]:
     return keys
 
 
-def keys() -> list[Key]:
+@functools.cache  # read off the dataclass once per process
+def keys() -> tuple[Key, ...]:
     """Every key of `run`, in the order of its flags."""
     hints = typing.get_type_hints(Experiment)
     found: list[Key] = []
     for field in dataclasses.fields(Experiment):
         found += _train_keys() if field.metadata.get("train") else [_field_key(field, hints[field.name])]
-    return found
+    return tuple(found)
 
 
 def add_flags(parser: argparse.ArgumentParser, only_speed: bool = False, model: str | None = None) -> None:
@@ -234,6 +236,7 @@ def add_flags(parser: argparse.ArgumentParser, only_speed: bool = False, model: 
             options["action"] = argparse.BooleanOptionalAction
         elif key.kind == "append":
             options |= {"action": "append", "metavar": key.metavar}
+            options["default"] = list(default) if only_speed else argparse.SUPPRESS
         else:
             options |= {"type": None if key.type is str else key.type, "choices": key.choices}
             options |= {"metavar": key.metavar} if key.metavar else {}
